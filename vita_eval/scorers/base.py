@@ -1,0 +1,57 @@
+"""What every scorer returns, and the registry that maps a suite's `scorer:` name to it.
+
+A scorer takes the dataset rows and the predictions (both pandas DataFrames in
+VLMEvalKit's column layout) and returns a `ScoreResult`. Its `per_sample` table
+keeps one row per scored unit with a `cluster` column (the image, video or
+circular group that samples share) plus whatever its `aggregate` function needs,
+so that reports can bootstrap any metric by resampling clusters and calling the
+same `aggregate` again: one source of truth for every number.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import pandas as pd
+
+
+@dataclass
+class ScoreResult:
+    metrics: dict[str, Any]  # VLMEvalKit's names and scales
+    n: int  # rows scored (denominator of the suite)
+    failures: list[dict[str, str]] = field(default_factory=list)  # {"uid", "reason"}
+    per_sample: pd.DataFrame = field(default_factory=pd.DataFrame)  # uid, cluster, ...
+    notes: list[str] = field(default_factory=list)  # e.g. "judge unavailable: 212 rows scored wrong"
+    judge: dict[str, Any] = field(default_factory=dict)  # judge identity and usage, filled by the scorer
+
+    @property
+    def n_failed(self) -> int:
+        return len(self.failures)
+
+
+class Scorer(Protocol):
+    name: str
+
+    def score(self, data: pd.DataFrame, predictions: pd.DataFrame, *, profile: Any, judge: Any | None) -> ScoreResult: ...
+
+    def aggregate(self, per_sample: pd.DataFrame) -> dict[str, float]: ...
+
+
+SCORERS: dict[str, Callable[[], Scorer]] = {}
+
+
+def register(name: str) -> Callable[[Callable[[], Scorer]], Callable[[], Scorer]]:
+    def deco(factory: Callable[[], Scorer]) -> Callable[[], Scorer]:
+        SCORERS[name] = factory
+        return factory
+
+    return deco
+
+
+def get_scorer(name: str) -> Scorer:
+    # import the modules so their @register calls run
+    from vita_eval.scorers import asr, mathvista, mmbench, mme, videomme  # noqa: F401
+
+    if name not in SCORERS:
+        raise KeyError(f"unknown scorer {name!r}; known: {sorted(SCORERS)}")
+    return SCORERS[name]()
