@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+import pandas as pd
 
 
 class SampleError(Exception):
@@ -95,3 +96,18 @@ class Output:
     n_prompt_tokens: int = 0
     n_new_tokens: int = 0
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SuiteData:
+    """A loaded suite: the scorer's table, the lazy samples, and what loading found.
+
+    `table` has VLMEvalKit's columns minus media, with an `index` column whose
+    string form is each `Sample.uid`. `problems` lists rows that could not be
+    turned into samples at all ({"uid", "reason"}); they count as failed.
+    """
+
+    table: pd.DataFrame
+    samples: list[Sample]
+    files: dict[str, str] = field(default_factory=dict)  # data file path -> md5
+    problems: list[dict[str, str]] = field(default_factory=list)

@@ -1,0 +1,233 @@
+"""The `vita-eval` command line: run, score, data, ls, judge, report, model-init, model-dump, tts-dump.
+
+Each subcommand parses its flags and calls one function in the package; no logic
+lives here beyond turning flags into arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from vita_eval.config import DEFAULT_CONFIG, parse_set, resolve
+
+
+def _pairs(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        key, _, value = item.partition("=")
+        if not value:
+            raise SystemExit(f"expected SUITE=PATH, got {item!r}")
+        out[key] = value
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from vita_eval.runner.run import run
+
+    yaml_path = args.config or DEFAULT_CONFIG  # the embedded sample run unless a config is given
+    cli: dict[str, Any] = {
+        "model": args.model, "model_name": args.model_name, "device": args.device, "dtype": args.dtype,
+        "suites": args.suites, "data_root": args.data_root, "data": _pairs(args.data) or None,
+        "profile": args.profile, "judge": args.judge, "judge_base_url": args.judge_base_url, "out": args.out,
+        "limit": args.limit, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
+        "report": False if args.no_report else None, **parse_set(args.set or []),
+    }
+    cfg = resolve(yaml_path, cli)
+    if not cfg.suites:
+        raise SystemExit("no suites given (use --suites or a --config that lists them)")
+    out = run(cfg)
+    print(f"run directory: {out}")
+    if (out / "report.md").exists():
+        print(f"report: {out / 'report.md'}")
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from vita_eval.runner.rescore import rescore
+
+    scores = rescore(args.suite, Path(args.data), Path(args.predictions), profile=args.profile, judge=args.judge,
+                     judge_base_url=args.judge_base_url, out=Path(args.out))
+    print(json.dumps({k: scores[k] for k in ("suite", "profile", "metrics", "n", "n_failed")}, indent=2,
+                     ensure_ascii=False, default=str))
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    from vita_eval.data.manage import data_command
+
+    data_command(args.action, args.suites, Path(args.data_root) if args.data_root else None, args.profile)
+
+
+def cmd_ls(args: argparse.Namespace) -> None:
+    from vita_eval.prompts import list_presets
+    from vita_eval.scorers.profiles import PROFILES
+    from vita_eval.suites import load_registry
+
+    if args.what in ("suites", "all"):
+        for name, spec in sorted(load_registry().items()):
+            print(f"{name:28s} {spec.scorer:10s} judge={spec.judge:8s} preset={spec.preset:20s} {spec.description}")
+    if args.what in ("profiles", "all"):
+        for name in PROFILES:
+            print(f"profile {name}")
+    if args.what in ("presets", "all"):
+        for name, doc in sorted(list_presets().items()):
+            print(f"preset {name:22s} {doc}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from vita_eval.reports.compare import write_report
+
+    path = write_report([Path(p) for p in args.runs], out=Path(args.out),
+                        baseline=Path(args.baseline) if args.baseline else None, html=args.html)
+    print(f"report: {path}")
+
+
+def cmd_judge_serve(args: argparse.Namespace) -> None:
+    from vita_eval.judges.server import serve
+
+    serve(args.model, host=args.host, port=args.port)
+
+
+def cmd_model_init(args: argparse.Namespace) -> None:
+    import torch
+
+    from vita15.checkpoint import write_checkpoint
+    from vita15.configuration_vita import tiny_config, vita15_config
+
+    config = tiny_config() if args.size == "tiny" else vita15_config()
+    path = write_checkpoint(Path(args.out), config, seed=args.seed, dtype=torch.bfloat16 if args.size == "full"
+                            else torch.float32, with_weights=not args.random_on_load, with_tts=args.with_tts)
+    print(f"checkpoint: {path}")
+
+
+def cmd_model_dump(args: argparse.Namespace) -> None:
+    from vita15.dump import model_dump
+
+    model_dump(args.model, args.prompt, images=args.image or (), audio=args.audio, video=args.video,
+               max_tiles=args.max_tiles, dtype=args.dtype, device=args.device, max_new_tokens=args.max_new_tokens,
+               out=args.out)
+    print(f"wrote {args.out}")
+
+
+def cmd_tts_dump(args: argparse.Namespace) -> None:
+    from vita15.tts.dump import tts_dump
+
+    tts_dump(args.model, args.text, greedy=args.greedy, out=args.out, device=args.device)
+    print(f"wrote {args.out}")
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="model x suites -> predictions -> scores -> report (resumable)")
+    p.add_argument("--config", type=Path, help="YAML run config (default: the embedded sample run)")
+    p.add_argument("--model", help="checkpoint directory, or builtin:tiny")
+    p.add_argument("--model-name")
+    p.add_argument("--suites", nargs="+")
+    p.add_argument("--data-root", help="folder of the official data files (default $LMUData or ~/LMUData)")
+    p.add_argument("--data", nargs="+", metavar="SUITE=PATH", help="per-suite data file or folder")
+    p.add_argument("--profile")
+    p.add_argument("--judge", help="none | OpenAI-compatible model name | local:/path/to/qwen")
+    p.add_argument("--judge-base-url")
+    p.add_argument("--device")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16", "auto"])
+    p.add_argument("--out", help="run directory (re-running with the same one resumes)")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="any config key, YAML-parsed")
+    p.add_argument("--no-report", action="store_true")
+    p.set_defaults(fn=cmd_run)
+
+
+def _add_score(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="score a prediction file (ours or VLMEvalKit's .xlsx/.tsv)")
+    p.add_argument("--suite", required=True)
+    p.add_argument("--data", required=True, help="the suite's data file or folder")
+    p.add_argument("--predictions", required=True)
+    p.add_argument("--profile", default="vlmevalkit-2026.08")
+    p.add_argument("--judge", default="none")
+    p.add_argument("--judge-base-url")
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cmd_score)
+
+
+def _add_misc(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="list, fetch or md5-verify suite data")
+    p.add_argument("action", choices=["list", "fetch", "verify"])
+    p.add_argument("suites", nargs="*")
+    p.add_argument("--data-root")
+    p.add_argument("--profile", default="vlmevalkit-2026.08")
+    p.set_defaults(fn=cmd_data)
+
+    p = sub.add_parser("ls", help="suites, profiles and prompt presets")
+    p.add_argument("what", nargs="?", default="all", choices=["all", "suites", "profiles", "presets"])
+    p.set_defaults(fn=cmd_ls)
+
+    p = sub.add_parser("report", help="compare run directories in Markdown + PNG")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--baseline")
+    p.add_argument("--out", required=True)
+    p.add_argument("--html", action="store_true")
+    p.set_defaults(fn=cmd_report)
+
+    p = sub.add_parser("judge", help="judge utilities")
+    jsub = p.add_subparsers(dest="judge_cmd", required=True)
+    s = jsub.add_parser("serve", help="serve a local Qwen checkpoint as an OpenAI-compatible endpoint")
+    s.add_argument("--model", required=True)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=23333)
+    s.set_defaults(fn=cmd_judge_serve)
+
+
+def _add_model(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("model-init", help="write an official-layout VITA-1.5 checkpoint from a seed")
+    p.add_argument("--size", choices=["tiny", "full"], default="tiny")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--random-on-load", action="store_true",
+                   help="write no weights: the loader builds them from the seed on the target device")
+    p.add_argument("--with-tts", action="store_true")
+    p.set_defaults(fn=cmd_model_init)
+
+    p = sub.add_parser("model-dump", help="write every intermediate tensor for one prompt (safetensors)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--prompt", default="")
+    p.add_argument("--image", nargs="+")
+    p.add_argument("--audio")
+    p.add_argument("--video")
+    p.add_argument("--max-tiles", type=int, default=12)
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cmd_model_dump)
+
+    p = sub.add_parser("tts-dump", help="text -> speech-decoder tensors, codec codes and waveform (safetensors)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--text", required=True)
+    p.add_argument("--greedy", action="store_true")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True)
+    p.set_defaults(fn=cmd_tts_dump)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vita-eval", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_run, _add_score, _add_misc, _add_model):
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    fn: Callable[[argparse.Namespace], None] = args.fn
+    fn(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

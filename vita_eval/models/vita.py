@@ -1,0 +1,78 @@
+"""The VITA-1.5 model as the runner sees it: Requests in, Outputs out, batched.
+
+`builtin:tiny` is the embedded tiny VITA: the committed trained checkpoint in
+`benchmarks/models/tiny-vita` when present, otherwise a tiny random-weight checkpoint
+written deterministically from seed 0 into the user cache on first use.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from vita_eval.types import Output, Request
+
+BUNDLED_TINY = Path(__file__).resolve().parent.parent.parent / "benchmarks" / "models" / "tiny-vita"
+CACHE = Path.home() / ".cache" / "vita-eval" / "models"
+
+
+def resolve_model_path(spec: str) -> Path:
+    if spec != "builtin:tiny":
+        path = Path(spec)
+        if not path.is_dir():
+            raise FileNotFoundError(f"model directory not found: {path}")
+        return path
+    if (BUNDLED_TINY / "config.json").exists():
+        return BUNDLED_TINY
+    target = CACHE / "tiny-vita-random-seed0"
+    if not (target / "config.json").exists():
+        from vita15.checkpoint import write_checkpoint
+        from vita15.configuration_vita import tiny_config
+
+        write_checkpoint(target, tiny_config(), seed=0, dtype=torch.float32)
+    return target
+
+
+def _sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+def pick_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def pick_dtype(dtype: str, device: str) -> str:
+    if dtype == "auto":
+        return "bf16" if device.startswith("cuda") else "fp32"
+    return dtype
+
+
+class VitaModel:
+    """Adapter from the harness's Request/Output to `vita15.inference.VitaInference`."""
+
+    def __init__(self, path: Path, *, device: str, dtype: str, name: str | None = None):
+        from vita15.inference import VitaInference
+
+        self.path = path
+        self.name = name or path.name
+        self.device, self.dtype = device, dtype
+        self.engine = VitaInference.from_pretrained(path, device=device, dtype=dtype)
+        self.identity: dict[str, Any] = {
+            "path": str(path.resolve()), "name": self.name,
+            "config_sha256": _sha256(path / "config.json"),
+            "index_sha256": _sha256(path / "model.safetensors.index.json") or _sha256(path / "random_init.json")
+            or _sha256(path / "model.safetensors"),
+        }
+
+    def generate(self, requests: Sequence[Request]) -> list[Output]:
+        gen = requests[0].gen
+        results = self.engine.generate(
+            list(requests), do_sample=gen.do_sample, temperature=gen.temperature, top_p=gen.top_p,
+            max_new_tokens=gen.max_new_tokens, stop=gen.stop, seed=gen.seed,
+        )
+        return [Output(raw=g.raw, answer=g.answer, n_prompt_tokens=g.n_prompt_tokens, n_new_tokens=g.n_new_tokens,
+                       warnings=list(g.warnings)) for g in results]

@@ -1,0 +1,143 @@
+"""`vita-eval run`: model x suites -> records -> scores -> report, resumable, one or many ranks.
+
+The run directory is the unit of resumption: running the same command again skips
+every sample already recorded there. Suites fail alone: a suite whose data cannot be
+loaded gets a scores.json that says why and the run goes on to the next.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from vita_eval.config import RunConfig
+from vita_eval.data.checksums import file_md5
+from vita_eval.models.vita import VitaModel, pick_device, pick_dtype, resolve_model_path
+from vita_eval.prompts import get_preset
+from vita_eval.runner import provenance
+from vita_eval.runner.distributed import Dist, init_distributed, shutdown
+from vita_eval.runner.inference import check_fingerprint, infer_suite
+from vita_eval.runner.records import merge_records, read_records
+from vita_eval.runner.scoring import score_suite
+from vita_eval.suites import SuiteSpec, data_path, default_data_root, get_suite, load_suite_data
+from vita_eval.types import SuiteData, SuiteError
+
+log = logging.getLogger("vita_eval")
+
+
+def _data_files(spec: SuiteSpec, path: Path, profile: str, check: bool) -> tuple[dict[str, str], list[str]]:
+    """md5 of a single-file suite, and a loud note when it is not the file VLMEvalKit pins."""
+    if not path.is_file():
+        return {}, []
+    md5 = file_md5(path)
+    expected = spec.md5_for(profile)
+    notes = []
+    if check and expected and md5 != expected:
+        notes.append(f"{spec.name}: md5 mismatch for {path} (expected {expected}, got {md5}); "
+                     "scores are not comparable with published numbers")
+    return {str(path): md5}, notes
+
+
+def _write_suite_error(suite_dir: Path, spec: SuiteSpec, profile: str, reason: str) -> dict[str, Any]:
+    scores = {"suite": spec.name, "scorer": spec.scorer, "profile": profile, "preset": spec.preset,
+              "judge": {"identity": "none"}, "metrics": {}, "headline": list(spec.headline), "categories": {},
+              "n": 0, "n_failed": 0, "failures": [], "notes": [f"{spec.name}: cannot be run: {reason}"]}
+    suite_dir.mkdir(parents=True, exist_ok=True)
+    (suite_dir / "scores.json").write_text(json.dumps(scores, indent=2))
+    return scores
+
+
+def _check_run_dir(out: Path, identity: dict[str, Any]) -> None:
+    """Refuse to mix two checkpoints' samples in one run directory."""
+    previous = out / "run.json"
+    if previous.exists():
+        old = json.loads(previous.read_text()).get("model", {})
+        keys = ("path", "config_sha256", "index_sha256")
+        if old and any(old.get(k) != identity.get(k) for k in keys):
+            raise SystemExit(f"{out} holds results of another model ({old.get('path')}); choose another --out")
+
+
+def _judge(cfg: RunConfig):
+    from vita_eval.judges.factory import build_judge
+
+    return build_judge(cfg.judge, base_url=cfg.judge_base_url, cache_dir=cfg.judge_cache,
+                       max_concurrency=cfg.judge_concurrency, retry=cfg.judge_retry, timeout=cfg.judge_timeout)
+
+
+def run_one_suite(name: str, cfg: RunConfig, model: VitaModel, judge: Any, out: Path, dist: Dist) -> dict | None:
+    spec = get_suite(name)
+    suite_dir = out / name
+    root = Path(cfg.data_root) if cfg.data_root else default_data_root()
+    path = data_path(spec, root, cfg.data.get(name))
+    try:
+        data: SuiteData = load_suite_data(spec, path)
+    except SuiteError as exc:
+        log.error("%s", exc)
+        return _write_suite_error(suite_dir, spec, cfg.profile, str(exc)) if dist.is_main else None
+    files, notes = _data_files(spec, path, cfg.profile, cfg.check_md5)
+    files = files or data.files
+    samples = data.samples[: cfg.limit] if cfg.limit else data.samples
+    preset_args = {**spec.preset_args, **cfg.suite_args.get(name, {}).get("preset_args", {})}
+    if dist.is_main:
+        check_fingerprint(suite_dir, {"model": model.identity, "preset": spec.preset, "preset_args": preset_args,
+                                      "max_new_tokens": cfg.max_new_tokens})
+    dist.barrier()
+    stats = infer_suite(model, spec, samples, suite_dir, preset=get_preset(spec.preset), preset_args=preset_args,
+                        batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, dist=dist)
+    dist.barrier()
+    if not dist.is_main:
+        return None
+    merge_records(suite_dir, [s.uid for s in samples])
+    if cfg.limit:
+        keep = {s.uid for s in samples}
+        data = SuiteData(data.table[data.table["index"].astype(str).isin(keep)], samples, data.files,
+                         [p for p in data.problems if str(p["uid"]) in keep])
+    extra = {"data_files": files, "preset_args": preset_args, "wall_s": round(stats.wall_s, 3),
+             "samples_per_s": round(stats.samples_per_s, 3), "n_inferred_now": stats.n_new,
+             "n_resumed": stats.n_done_before}
+    scores = score_suite(spec, data, read_records(suite_dir), suite_dir, profile=cfg.profile, judge=judge,
+                         model_name=model.name, extra=extra)
+    scores["notes"] = notes + scores["notes"]
+    (suite_dir / "scores.json").write_text(json.dumps(scores, indent=2, ensure_ascii=False, default=str))
+    return scores
+
+
+def run(cfg: RunConfig) -> Path:
+    started = time.time()
+    device = pick_device(cfg.device)
+    dist = init_distributed(device)
+    if device == "cuda" and dist.world > 1:
+        device = f"cuda:{dist.local_rank}"
+    path = resolve_model_path(cfg.model) if dist.is_main else None
+    dist.barrier()  # rank 0 may have just written the builtin checkpoint
+    path = path or resolve_model_path(cfg.model)
+    model = VitaModel(path, device=device, dtype=pick_dtype(cfg.dtype, device), name=cfg.model_name)
+    out = Path(cfg.out or Path("outputs") / model.name)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        _check_run_dir(out, model.identity)
+        _write_run_json(out, cfg, model, device, dist, started, finished=False)  # provenance survives a kill
+    judge = _judge(cfg) if cfg.judge and cfg.judge != "none" else None
+    for name in cfg.suites:
+        run_one_suite(name, cfg, model, judge, out, dist)
+    if dist.is_main:
+        _write_run_json(out, cfg, model, device, dist, started, finished=True)
+        if cfg.report:
+            from vita_eval.reports.compare import write_report
+
+            write_report([out], out=out)
+    shutdown(dist)
+    return out
+
+
+def _write_run_json(out: Path, cfg: RunConfig, model: VitaModel, device: str, dist: Dist, started: float,
+                    finished: bool) -> None:
+    run = {
+        "run_id": out.name, "model": model.identity, "device": device, "dtype": model.dtype,
+        "world_size": dist.world, "config": cfg.as_dict(), "versions": provenance.versions(),
+        "hardware": provenance.hardware(), "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+        "finished": finished, "wall_s": round(time.time() - started, 3), "peak_mem": provenance.peak_memory(),
+    }
+    (out / "run.json").write_text(json.dumps(run, indent=2, default=str))
