@@ -1,0 +1,165 @@
+"""Video-MME as distributed on HF (`lmms-lab/Video-MME`) or as VLMEvalKit's `Video-MME.tsv`.
+
+Every source is normalised to the table VLMEvalKit HEAD generates from the parquet
+(`HEAD_COLUMNS`; `candidates` is the `str()` of the options list, as `to_csv` writes it).
+The July-2024 TSV layout (used by VITA's vendored VLMEvalKit) has no `candidates`
+column and appends the options to `question`; they are split back off. The layout
+found is recorded in `table.attrs["layout"]`.
+
+Videos are `<root>/video/<videoID>.mp4` and subtitles `<root>/subtitle/<videoID>.srt`,
+where VLMEvalKit unzips them. The parquet is preferred when present: it is the
+original, and HEAD regenerates its TSV from it whenever the TSV's md5 differs.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pysubs2
+
+from vita15.video_io import VideoError, VideoHandle, open_video
+from vita_eval.data.checksums import file_md5
+from vita_eval.data.tsv import normalize_index, read_table, require_columns
+from vita_eval.types import Media, Sample, SampleError, SuiteData, SuiteError
+
+PARQUET = Path("videomme/test-00000-of-00001.parquet")
+TSV_NAME = "Video-MME.tsv"
+PARQUET_COLUMNS = ["videoID", "duration", "domain", "sub_category", "task_type", "question", "options", "answer"]
+HEAD_COLUMNS = [
+    "index", "video", "video_path", "duration", "domain", "candidates",
+    "sub_category", "task_type", "subtitle_path", "question", "answer",
+]
+JULY2024_COLUMNS = [c for c in HEAD_COLUMNS if c != "candidates"]
+LAYOUT_PARQUET, LAYOUT_HEAD, LAYOUT_JULY2024 = "parquet", "tsv-head", "tsv-july2024"
+
+_OPTION = re.compile(r"([A-Z])\. ")
+
+
+def _from_parquet(path: Path) -> pd.DataFrame:
+    """HEAD's generated table, built from the HF parquet the way VLMEvalKit builds it."""
+    try:
+        raw = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise SuiteError(f"{path}: not a readable parquet file ({exc})") from exc
+    require_columns(raw, path, PARQUET_COLUMNS)
+    table = raw.assign(index=range(len(raw)), video=raw["videoID"])
+    table["video_path"] = [f"./video/{v}.mp4" for v in table["videoID"]]
+    table["subtitle_path"] = [f"./subtitle/{v}.srt" for v in table["videoID"]]
+    table["candidates"] = [str([str(o) for o in options]) for options in table["options"]]
+    return table[HEAD_COLUMNS]
+
+
+def split_july2024_question(question: str) -> tuple[str, list[str]] | None:
+    """(question, options) from a July-2024 cell `question + "\\n" + "\\n".join(options)`.
+
+    The options are the longest run of trailing lines labelled "A. ", "B. ", ... in order;
+    None when there is no such run of at least two lines.
+    """
+    lines = question.split("\n")
+    for start in range(1, len(lines) - 1):
+        tail = lines[start:]
+        labels = [m.group(1) if (m := _OPTION.match(line)) else None for line in tail]
+        if labels == [chr(ord("A") + k) for k in range(len(tail))]:
+            return "\n".join(lines[:start]), tail
+    return None
+
+
+def _from_july2024(table: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """HEAD columns from the July-2024 layout; rows whose options cannot be found are problems."""
+    questions, candidates, problems = [], [], []
+    for index, cell in zip(table["index"], table["question"]):
+        split = split_july2024_question(str(cell))
+        if split is None:
+            problems.append({"uid": str(index), "reason": f"{path} row index={index} column question: "
+                             "no 'A. ' ... option lines after the question (July-2024 layout)"})
+            split = (str(cell), [])
+        questions.append(split[0])
+        candidates.append(str(split[1]))
+    table = table.assign(question=questions, candidates=candidates)
+    return table[HEAD_COLUMNS], problems
+
+
+def _is_option_list(cell: object) -> bool:
+    try:
+        value = ast.literal_eval(str(cell))
+    except (ValueError, SyntaxError):
+        return False
+    return isinstance(value, list) and len(value) > 0
+
+
+def _bad_candidates(table: pd.DataFrame, path: Path) -> list[dict[str, str]]:
+    """Rows whose `candidates` cell is not a non-empty list literal (HEAD layout)."""
+    return [
+        {"uid": str(index), "reason": f"{path} row index={index} column candidates: "
+         f"not a list literal of options: {str(cell)[:80]!r}"}
+        for index, cell in zip(table["index"], table["candidates"])
+        if not _is_option_list(cell)
+    ]
+
+
+def _read_source(root: Path) -> tuple[pd.DataFrame, Path, str, list[dict[str, str]]]:
+    """(HEAD table, data file, layout, problems) from the parquet, else from the TSV."""
+    if (root / PARQUET).is_file():
+        table = _from_parquet(root / PARQUET)
+        return table, root / PARQUET, LAYOUT_PARQUET, []
+    tsv = root / TSV_NAME
+    if not tsv.is_file():
+        raise SuiteError(f"{root}: neither {PARQUET} nor {TSV_NAME} found")
+    table = read_table(tsv)
+    if "candidates" in table.columns:
+        require_columns(table, tsv, HEAD_COLUMNS)
+        table = table[HEAD_COLUMNS].assign(index=normalize_index(table, tsv))
+        return table, tsv, LAYOUT_HEAD, _bad_candidates(table, tsv)
+    require_columns(table, tsv, JULY2024_COLUMNS)
+    table = table.assign(index=normalize_index(table, tsv))
+    table, problems = _from_july2024(table, tsv)
+    return table, tsv, LAYOUT_JULY2024, problems
+
+
+def _video_loader(path: Path) -> Callable[[], VideoHandle]:
+    def load() -> VideoHandle:
+        try:
+            return open_video(path)
+        except VideoError as exc:
+            raise SampleError(str(exc)) from exc
+
+    return load
+
+
+def load_videomme(root: Path, *, suite: str = "Video-MME") -> SuiteData:
+    """Load Video-MME from its data root; `fields` carry absolute `video_path` and
+    `subtitle_path` (None when the .srt is missing), the table keeps VLMEvalKit's values."""
+    root = Path(root)
+    table, data_file, layout, problems = _read_source(root)
+    table = table.reset_index(drop=True)
+    table.attrs["layout"] = layout
+    failed = {p["uid"] for p in problems}
+    samples = []
+    for fields in table.to_dict(orient="records"):
+        uid = str(fields["index"])
+        if uid in failed:
+            continue
+        video = (root / "video" / f"{fields['video']}.mp4").resolve()
+        subtitle = (root / "subtitle" / f"{fields['video']}.srt").resolve()
+        fields.update(video_path=str(video), subtitle_path=str(subtitle) if subtitle.is_file() else None)
+        samples.append(Sample(suite=suite, uid=uid, fields=fields, video=Media("video", str(video), _video_loader(video))))
+    return SuiteData(table=table, samples=samples, files={str(data_file): file_md5(data_file)}, problems=problems)
+
+
+def read_subtitles(path: str | Path) -> pysubs2.SSAFile:
+    """Parse an .srt as VLMEvalKit does (`pysubs2.load(..., encoding="utf-8")`)."""
+    try:
+        return pysubs2.load(str(path), encoding="utf-8")
+    except Exception as exc:  # pysubs2 raises format-specific errors of its own
+        raise SampleError(f"{path}: unreadable subtitles ({type(exc).__name__}: {exc})") from exc
+
+
+def subtitle_at(subs: pysubs2.SSAFile, t_ms: int) -> str:
+    """VLMEvalKit's lookup: text of the first event with start < t < end, `\\N` as a space; '' if none."""
+    for event in subs:
+        if event.start < t_ms < event.end:
+            return event.text.replace("\\N", " ")
+    return ""
