@@ -28,7 +28,8 @@ def _pairs(items: list[str] | None) -> dict[str, str]:
 def cmd_run(args: argparse.Namespace) -> None:
     from vita_eval.runner.run import run
 
-    yaml_path = args.config or DEFAULT_CONFIG  # the embedded sample run unless a config is given
+    # the embedded sample run, unless a config or an explicit suite list is given
+    yaml_path = args.config or (None if args.suites else DEFAULT_CONFIG)
     cli: dict[str, Any] = {
         "model": args.model, "model_name": args.model_name, "device": args.device, "dtype": args.dtype,
         "suites": args.suites, "data_root": args.data_root, "data": _pairs(args.data) or None,

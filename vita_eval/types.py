@@ -55,7 +55,7 @@ class Sample:
     uid: str
     fields: dict[str, Any]
     images: list[Media] = field(default_factory=list)
-    video: Media | None = None  # loader returns a VideoHandle (vita_eval.data.video)
+    video: Media | None = None  # loader returns a vita15.video_io.VideoHandle
     audio: Media | None = None  # loader returns float32 mono 16 kHz np.ndarray
 
 
