@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from vita_eval.runner.distributed import Dist, init_distributed, shutdown
 from vita_eval.runner.inference import check_fingerprint, infer_suite
 from vita_eval.runner.records import merge_records, read_records
 from vita_eval.runner.scoring import score_suite
+from vita_eval.scorers.predictions import predictions_from_records
 from vita_eval.suites import SuiteSpec, data_path, default_data_root, get_suite, load_suite_data
 from vita_eval.types import SuiteData, SuiteError
 
@@ -96,12 +98,11 @@ def run_one_suite(name: str, cfg: RunConfig, model: VitaModel, judge: Any, out: 
                          [p for p in data.problems if str(p["uid"]) in keep])
     extra = {"data_files": files, "preset_args": preset_args, "wall_s": round(stats.wall_s, 3),
              "samples_per_s": round(stats.samples_per_s, 3), "n_inferred_now": stats.n_new,
-             "n_resumed": stats.n_done_before}
-    scores = score_suite(spec, data, read_records(suite_dir), suite_dir, profile=cfg.profile, judge=judge,
-                         model_name=model.name, extra=extra)
-    scores["notes"] = notes + scores["notes"]
-    (suite_dir / "scores.json").write_text(json.dumps(scores, indent=2, ensure_ascii=False, default=str))
-    return scores
+             "n_resumed": stats.n_done_before, "notes": notes}
+    records = read_records(suite_dir)
+    predictions = predictions_from_records(asdict(records[s.uid]) for s in samples if s.uid in records)
+    return score_suite(spec, data, predictions, suite_dir, profile=cfg.profile, judge=judge, model_name=model.name,
+                       extra=extra)
 
 
 def run(cfg: RunConfig) -> Path:

@@ -13,7 +13,6 @@ from typing import Any
 
 import pandas as pd
 
-from vita_eval.runner.records import SampleRecord
 from vita_eval.scorers.base import ScoreResult, get_scorer
 from vita_eval.scorers.predictions import write_vlmevalkit_xlsx
 from vita_eval.scorers.profiles import get_profile
@@ -21,21 +20,10 @@ from vita_eval.suites import SuiteSpec
 from vita_eval.types import SuiteData, SuiteError
 
 
-def predictions_from_records(table: pd.DataFrame, records: dict[str, SampleRecord]) -> pd.DataFrame:
-    """VLMEvalKit's (index, prediction) table for the samples that produced an answer."""
-    rows = [(idx, records[str(idx)].answer) for idx in table["index"]
-            if str(idx) in records and records[str(idx)].error is None]
-    return pd.DataFrame(rows, columns=["index", "prediction"])
-
-
-def _failures(data: SuiteData, records: dict[str, SampleRecord], result: ScoreResult | None) -> list[dict[str, str]]:
+def _failures(data: SuiteData, result: ScoreResult | None) -> list[dict[str, str]]:
+    """Loader problems first, then what the scorer could not score (it carries inference errors)."""
     seen: dict[str, str] = {}
-    for item in data.problems:
-        seen.setdefault(str(item["uid"]), item["reason"])
-    for uid, rec in records.items():
-        if rec.error is not None:
-            seen.setdefault(uid, rec.error)
-    for item in (result.failures if result else []):
+    for item in list(data.problems) + (result.failures if result else []):
         seen.setdefault(str(item["uid"]), item["reason"])
     return [{"uid": u, "reason": r} for u, r in seen.items()]
 
@@ -52,20 +40,21 @@ def resolve_categories(spec: SuiteSpec, metrics: dict[str, Any]) -> dict[str, li
     return out
 
 
-def score_suite(spec: SuiteSpec, data: SuiteData, records: dict[str, SampleRecord], suite_dir: Path, *,
-                profile: str, judge: Any, model_name: str, extra: dict[str, Any]) -> dict[str, Any]:
+def score_suite(spec: SuiteSpec, data: SuiteData, predictions: pd.DataFrame, out_dir: Path, *, profile: str,
+                judge: Any, model_name: str | None, extra: dict[str, Any]) -> dict[str, Any]:
     """Score and write scores.json (+ per_sample.jsonl, + the VLMEvalKit .xlsx); return the scores dict."""
-    predictions = predictions_from_records(data.table, records)
-    write_vlmevalkit_xlsx(data.table, predictions, suite_dir / f"{model_name}_{spec.name}.xlsx")
-    scorer = get_scorer(spec.scorer)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if model_name:
+        write_vlmevalkit_xlsx(data.table, predictions, out_dir / f"{model_name}_{spec.name}.xlsx")
     result: ScoreResult | None = None
     error = None
     started = time.perf_counter()
     try:
-        result = scorer.score(data.table, predictions, profile=get_profile(profile), judge=judge, **spec.scorer_args)
+        result = get_scorer(spec.scorer).score(data.table, predictions, profile=get_profile(profile), judge=judge,
+                                               **spec.scorer_args)
     except SuiteError as exc:
         error = str(exc)
-    failures = _failures(data, records, result)
+    failures = _failures(data, result)
     scores = {
         "suite": spec.name, "scorer": spec.scorer, "profile": profile, "preset": spec.preset,
         "judge": result.judge if result else {"identity": getattr(judge, "identity", "none")},
@@ -74,11 +63,12 @@ def score_suite(spec: SuiteSpec, data: SuiteData, records: dict[str, SampleRecor
         "categories": resolve_categories(spec, result.metrics) if result else {},
         "n": len(data.table) + len(data.problems),
         "n_failed": len(failures), "failures": failures,
-        "notes": (result.notes if result else []) + ([f"{spec.name}: cannot be scored: {error}"] if error else []),
+        "notes": extra.pop("notes", []) + (result.notes if result else [])
+        + ([f"{spec.name}: cannot be scored: {error}"] if error else []),
         "scoring_s": round(time.perf_counter() - started, 3),
         **extra,
     }
-    (suite_dir / "scores.json").write_text(json.dumps(scores, indent=2, ensure_ascii=False, default=str))
+    (out_dir / "scores.json").write_text(json.dumps(scores, indent=2, ensure_ascii=False, default=str))
     if result is not None and not result.per_sample.empty:
-        result.per_sample.to_json(suite_dir / "per_sample.jsonl", orient="records", lines=True, force_ascii=False)
+        result.per_sample.to_json(out_dir / "per_sample.jsonl", orient="records", lines=True, force_ascii=False)
     return scores
