@@ -1,0 +1,108 @@
+"""ASR: corpus-level WER (English) or CER (Chinese), as (S + D + I) / N summed over utterances (x100).
+
+VLMEvalKit has no ASR; the convention follows the VITA team's WeNet compute-wer (`wenet`, default)
+or the Whisper normalizers (`whisper`), chosen by `Profile.asr_normalizer` and recorded in
+`metrics["normalizer"]`. Edit operations come from jiwer; S/D/I splits of equal-cost alignments may
+differ from WeNet's own traceback, their sum (and so the rate) cannot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jiwer
+import pandas as pd
+
+from vita_eval.scorers.asr_normalizers import NORMALIZERS
+from vita_eval.scorers.base import ScoreResult, register
+from vita_eval.scorers.judging import judge_report
+from vita_eval.scorers.predictions import align
+from vita_eval.scorers.profiles import Profile, resolve_profile
+from vita_eval.types import SuiteError
+
+METRIC_BY_LANGUAGE = {"en": "wer", "zh": "cer"}
+
+
+def error_counts(references: list[list[str]], hypotheses: list[list[str]]) -> pd.DataFrame:
+    """Per-utterance S, D, I, N (N = reference tokens) from one jiwer alignment of the whole set."""
+    if not references:
+        return pd.DataFrame(columns=["S", "D", "I", "N"])
+    out = jiwer.process_words([" ".join(r) for r in references], [" ".join(h) for h in hypotheses])
+    rows = []
+    for chunks, reference in zip(out.alignments, references):
+        counts = {"substitute": 0, "delete": 0, "insert": 0}
+        for chunk in chunks:
+            if chunk.type in counts:
+                span = (
+                    chunk.hyp_end_idx - chunk.hyp_start_idx
+                    if chunk.type == "insert"
+                    else chunk.ref_end_idx - chunk.ref_start_idx
+                )
+                counts[chunk.type] += span
+        rows.append({"S": counts["substitute"], "D": counts["delete"], "I": counts["insert"], "N": len(reference)})
+    return pd.DataFrame(rows, columns=["S", "D", "I", "N"])
+
+
+def _check_languages(rows: pd.DataFrame) -> None:
+    unknown = set(map(str, rows["language"])) - set(METRIC_BY_LANGUAGE)
+    if unknown:
+        raise SuiteError(f"ASR: unsupported languages {sorted(unknown)}; supported: {sorted(METRIC_BY_LANGUAGE)}")
+
+
+class ASRScorer:
+    name = "asr"
+
+    def score(
+        self, data: pd.DataFrame, predictions: pd.DataFrame, *, profile: Profile | str, judge: Any | None
+    ) -> ScoreResult:
+        """A missing (NaN) hypothesis is an empty transcript: all its reference tokens are deletions."""
+        profile = resolve_profile(profile)
+        rows, failures = align(data, predictions)
+        normalize = NORMALIZERS[profile.asr_normalizer]
+        _check_languages(rows)
+        languages = [str(x) for x in rows["language"]]
+        refs = [normalize(str(text), lang) for text, lang in zip(rows["answer"], languages)]
+        hyps = [[] if pd.isna(text) else normalize(str(text), lang) for text, lang in zip(rows["prediction"], languages)]
+        per_sample = pd.concat(
+            [
+                pd.DataFrame(
+                    {
+                        "uid": rows["index"].astype(str),
+                        "cluster": rows["index"].astype(str),
+                        "language": rows["language"],
+                    }
+                ),
+                error_counts(refs, hyps),
+            ],
+            axis=1,
+        )
+        metrics: dict[str, Any] = self.aggregate(per_sample)
+        metrics["normalizer"] = profile.asr_normalizer
+        kinds = "/".join(METRIC_BY_LANGUAGE[lang].upper() for lang in sorted(set(languages))) or "WER"
+        notes = [f"ASR: {kinds} with the {profile.asr_normalizer} normalizer"]
+        return ScoreResult(
+            metrics=metrics,
+            n=len(per_sample),
+            failures=failures,
+            per_sample=per_sample,
+            notes=notes,
+            judge=judge_report(None),
+        )
+
+    def aggregate(self, per_sample: pd.DataFrame) -> dict[str, float]:
+        """Per language {"wer"|"cer": percent, S, D, I, N} summed over utterances (compute-wer's Overall line).
+
+        A set holding one language gets plain S/D/I/N keys; a mixed manifest prefixes them with the language.
+        """
+        groups = list(per_sample.groupby("language", sort=True)) if len(per_sample) else []
+        out: dict[str, float] = {}
+        for language, rows in groups:
+            totals = {k: float(rows[k].sum()) for k in ("S", "D", "I", "N")}
+            errors = totals["S"] + totals["D"] + totals["I"]
+            out[METRIC_BY_LANGUAGE[str(language)]] = errors / totals["N"] * 100 if totals["N"] else 0.0
+            prefix = "" if len(groups) == 1 else f"{language}|"
+            out.update({prefix + k: v for k, v in totals.items()})
+        return out
+
+
+register("asr")(ASRScorer)

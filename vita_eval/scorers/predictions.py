@@ -1,0 +1,128 @@
+"""Prediction tables as VLMEvalKit's scorers see them.
+
+VLMEvalKit reads every table with pandas defaults (`read_csv(sep='\\t')`, `read_excel`), so the cells
+`None`, `NA`, `N/A`, `null`, `nan`, '' (and the rest of pandas' default NA strings) become NaN, which
+the scorers then turn into the string "nan". Every prediction source here, our samples.jsonl records
+included, goes through that one path. The `prediction` column is kept as text (as in VLMEvalKit's
+default xlsx files, whose cells are strings), never converted to numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+from pandas.io.parsers.readers import STR_NA_VALUES
+
+from vita_eval.types import SuiteError
+
+NA_STRINGS: frozenset[str] = frozenset(STR_NA_VALUES)
+NO_PREDICTION = "no prediction"
+
+
+def index_key(value: Any) -> int | str:
+    """One comparable key for `index` values read as int, float or text (VLMEvalKit casts int-like to int)."""
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return int(value)
+    text = str(value).strip()
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def as_na(value: Any) -> Any:
+    """Apply pandas' default NA strings to one in-memory cell (None and NA strings become NaN)."""
+    if value is None or (isinstance(value, str) and value in NA_STRINGS):
+        return np.nan
+    return value
+
+
+def prediction_text(value: Any) -> str:
+    """`str(prediction)` as VLMEvalKit's scorers compute it: missing cells become "nan"."""
+    return "nan" if pd.isna(value) else str(value)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a VLMEvalKit .tsv / .xlsx table with pandas' default NA semantics (VLMEvalKit `load`)."""
+    path = Path(path)
+    text_columns = {"prediction": str}
+    if path.suffix == ".tsv":
+        return pd.read_csv(path, sep="\t", dtype=text_columns)
+    if path.suffix == ".xlsx":
+        return pd.read_excel(path, dtype=text_columns)
+    raise SuiteError(f"unsupported table format: {path}")
+
+
+def predictions_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Our samples.jsonl records -> `index`, `prediction`, `error`, with the same NA semantics."""
+    rows = [{"index": r["uid"], "prediction": as_na(r.get("answer")), "error": r.get("error")} for r in records]
+    return pd.DataFrame(rows, columns=["index", "prediction", "error"])
+
+
+def read_predictions(path: str | Path) -> pd.DataFrame:
+    """A prediction file: our samples.jsonl, or a VLMEvalKit `{model}_{dataset}.xlsx` / `.tsv`."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        with path.open(encoding="utf-8") as fh:
+            return predictions_from_records(json.loads(line) for line in fh if line.strip())
+    table = read_table(path)
+    if "prediction" not in table or "index" not in table:
+        raise SuiteError(f"{path}: a prediction file needs `index` and `prediction` columns")
+    return table[["index", "prediction"]]
+
+
+def _failure_reason(by_key: pd.DataFrame, key: int | str) -> str | None:
+    """Why a dataset row cannot be scored: no prediction, or the runner recorded an inference error."""
+    if key not in by_key.index:
+        return NO_PREDICTION
+    error = by_key.at[key, "error"] if "error" in by_key else None
+    return error if isinstance(error, str) and error else None
+
+
+def align(data: pd.DataFrame, predictions: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """Dataset rows (in dataset order) that have a prediction, plus failures for those that do not.
+
+    A prediction whose index is not in the dataset is an error, as VLMEvalKit asserts the
+    prediction file is the dataset or a subset of it.
+    """
+    keys = [index_key(v) for v in data["index"]]
+    pred = predictions.assign(_key=[index_key(v) for v in predictions["index"]]).drop_duplicates("_key", keep="last")
+    unknown = set(pred["_key"]) - set(keys)
+    if unknown:
+        raise SuiteError(
+            f"{len(unknown)} predictions have an index not in the dataset, e.g. {sorted(map(str, unknown))[:3]}"
+        )
+    by_key = pred.set_index("_key")
+    failures: list[dict[str, str]] = []
+    keep: list[bool] = []
+    for key, raw in zip(keys, data["index"]):
+        reason = _failure_reason(by_key, key)
+        if reason is not None:
+            failures.append({"uid": str(raw), "reason": reason})
+        keep.append(reason is None)
+    merged = data.loc[keep].copy()
+    merged["prediction"] = [by_key.at[index_key(v), "prediction"] for v in merged["index"]]
+    return merged.reset_index(drop=True), failures
+
+
+def write_vlmevalkit_xlsx(table: pd.DataFrame, predictions: pd.DataFrame, path: str | Path) -> Path:
+    """Write VLMEvalKit's `{model}_{dataset}.xlsx`: dataset rows without `image`, plus `prediction`.
+
+    Rows without a prediction keep an empty cell (so TEST submissions stay complete). Formula
+    conversion is OFF, as in HEAD's xlsxwriter `strings_to_formulas=False`: "=1+1" stays text.
+    """
+    path = Path(path)
+    by_key = {index_key(i): p for i, p in zip(predictions["index"], predictions["prediction"])}
+    out = table.drop(columns=[c for c in ("image",) if c in table]).copy()
+    out["prediction"] = [by_key.get(index_key(i), np.nan) for i in out["index"]]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with pd.ExcelWriter(path, engine="openpyxl") as writer:
+        out.to_excel(writer, index=False)
+        for row in writer.sheets["Sheet1"].iter_rows():
+            for cell in row:
+                if cell.data_type == "f":
+                    cell.data_type = "s"
+    return path

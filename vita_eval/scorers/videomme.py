@@ -1,0 +1,296 @@
+"""Video-MME, scored by VLMEvalKit's `VideoMME.evaluate` or by VITA's own `videomme/parse_answer.py`.
+
+The parser comes from `Profile.videomme_parser` ("vlmevalkit" | "vita"); a suite YAML or prompt
+preset selects it with `get_profile(name, videomme_parser="vita")`.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vita_eval.scorers.base import ScoreResult, register
+from vita_eval.scorers.judging import judge_report, usable_judge
+from vita_eval.scorers.mmbench import OptionExtractor
+from vita_eval.scorers.predictions import align, index_key, prediction_text
+from vita_eval.scorers.profiles import Profile, resolve_profile
+from vita_eval.types import SuiteError
+
+DURATIONS = ("short", "medium", "long")
+DOMAINS = (
+    "Knowledge",
+    "Film & Television",
+    "Sports Competition",
+    "Artistic Performance",
+    "Life Record",
+    "Multilingual",
+)
+SUB_CATEGORIES = (
+    "Humanity & History",
+    "Literature & Art",
+    "Biology & Medicine",
+    "Finance & Commerce",
+    "Astronomy",
+    "Geography",
+    "Law",
+    "Life Tip",
+    "Technology",
+    "Animation",
+    "Movie & TV Show",
+    "Documentary",
+    "News Report",
+    "Esports",
+    "Basketball",
+    "Football",
+    "Athletics",
+    "Other Sports",
+    "Stage Play",
+    "Magic Show",
+    "Variety Show",
+    "Acrobatics",
+    "Handicraft",
+    "Food",
+    "Fashion",
+    "Daily Life",
+    "Travel",
+    "Pet & Animal",
+    "Exercise",
+    "Multilingual",
+)
+TASK_TYPES = (
+    "Temporal Perception",
+    "Spatial Perception",
+    "Attribute Perception",
+    "Action Recognition",
+    "Object Recognition",
+    "OCR Problems",
+    "Counting Problem",
+    "Temporal Reasoning",
+    "Spatial Reasoning",
+    "Action Reasoning",
+    "Object Reasoning",
+    "Information Synopsis",
+)
+DIMENSIONS = {"domain": DOMAINS, "sub_category": SUB_CATEGORIES, "task_type": TASK_TYPES}
+
+# Two missing commas in VLMEvalKit's list merge four prefixes into two that never occur,
+# so "Best answer: C" keeps its "B" and extracts B (every pinned version).
+_VLMEVALKIT_PREFIXES = (
+    "The best answer is",
+    "The correct answer is",
+    "The answer is",
+    "The answer",
+    "The best option isThe correct option is",
+    "Best answer:Best option:",
+    "Answer:",
+    "Option:",
+)
+_VITA_PREFIXES = ("Answer:", "The correct answer is", "The answer is")
+_LETTER = re.compile(r"[ABCD]")
+VITA_QUESTIONS_PER_CATEGORY = 30  # parse_answer.py adds 30 per category CSV found
+
+
+def extract_characters_regex(prediction: str) -> str:
+    """VLMEvalKit's Video-MME letter extraction: first [ABCD] (case-sensitive) after prefix removal, '' if none.
+
+    Its "more than 10 words and no letter" early exit returns '' exactly when this does.
+    """
+    text = prediction.strip()
+    for prefix in _VLMEVALKIT_PREFIXES:
+        text = text.replace(prefix, "")
+    match = _LETTER.search(text)
+    return match.group(0) if match else ""
+
+
+def vita_parse_answer(prediction: str) -> str:
+    """VITA's parse_answer.py: drop three prefixes, first [ABCD]; NaN ('nan') or no letter gives ''."""
+    if prediction == "nan":
+        return ""
+    for prefix in _VITA_PREFIXES:
+        prediction = prediction.replace(prefix, "")
+    match = _LETTER.search(prediction)
+    return match.group(0) if match else ""
+
+
+def question_options(question: Any) -> dict[str, str]:
+    """`extract_option`: options "A." ... read from the question's lines after the first (none in the HEAD layout)."""
+    options: dict[str, str] = {}
+    for i, line in enumerate(str(question).split("\n")[1:]):
+        letter = chr(ord("A") + i)
+        at = line.find(letter + ".")
+        if at >= 0:
+            options[letter] = line[at + 2 :].strip(". \n")
+    return options
+
+
+def _valid_mean(scores: pd.Series) -> float:
+    """Mean of the scores >= 0 (unparsed -1 and unassigned NaN are left out); NaN when none."""
+    valid = scores[scores >= 0]
+    return float(np.mean(valid)) if len(valid) else float("nan")
+
+
+def dimension_means(per_sample: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """`get_dimension_rating` before formatting: per duration and overall, means by every dimension value."""
+    means: dict[str, dict[str, Any]] = {}
+    for duration in (*DURATIONS, "overall"):
+        part = per_sample if duration == "overall" else per_sample[per_sample["duration"] == duration]
+        means[duration] = {"overall": _valid_mean(part["score"])}
+        for column, values in DIMENSIONS.items():
+            means[duration][column] = {v: _valid_mean(part.loc[part[column] == v, "score"]) for v in values}
+    return means
+
+
+class VideoMMEScorer:
+    name = "videomme"
+
+    def score(
+        self, data: pd.DataFrame, predictions: pd.DataFrame, *, profile: Profile | str, judge: Any | None
+    ) -> ScoreResult:
+        profile = resolve_profile(profile)
+        rows, failures = align(data, predictions)
+        self._check_labels(rows)
+        preds = [prediction_text(p) for p in rows["prediction"]]
+        base = {
+            "uid": rows["index"].astype(str),
+            "cluster": rows["video"],
+            "duration": rows["duration"],
+            "domain": rows["domain"],
+            "sub_category": rows["sub_category"],
+            "task_type": rows["task_type"],
+        }
+        if profile.videomme_parser == "vita":
+            extracted = [vita_parse_answer(p) for p in preds]
+            scores = [int(e == a) for e, a in zip(extracted, rows["answer"])]
+            per_sample = pd.DataFrame({**base, "parser": "vita", "extracted": extracted, "score": scores})
+            return ScoreResult(
+                metrics=self.aggregate(per_sample),
+                n=len(per_sample),
+                failures=failures,
+                per_sample=per_sample,
+                notes=["Video-MME: scored with VITA's parse_answer.py rules"],
+                judge=judge_report(None),
+            )
+        return self._score_vlmevalkit(data, rows, preds, base, failures, profile, judge)
+
+    def _score_vlmevalkit(
+        self,
+        data: pd.DataFrame,
+        rows: pd.DataFrame,
+        preds: list[str],
+        base: dict[str, Any],
+        failures: list[dict[str, str]],
+        profile: Profile,
+        judge: Any | None,
+    ) -> ScoreResult:
+        active, notes = usable_judge(judge, "Video-MME")
+        extract = OptionExtractor(profile.matcher_generation, active, random.Random(profile.mcq_random_seed))
+        extracted = [extract_characters_regex(p) for p in preds]
+        scores = [
+            self._unparsed_score(row, p, extract, profile) if not e else int(e == row["answer"])
+            for (_, row), p, e in zip(rows.iterrows(), preds, extracted)
+        ]
+        if profile.videomme_label_indexed:
+            scores = self._by_label(list(data["index"]), list(rows["index"]), scores)
+        per_sample = pd.DataFrame({**base, "parser": "vlmevalkit", "extracted": extracted, "score": scores})
+        unparsed = extracted.count("")
+        if unparsed:
+            rule = "excluded (-1)" if profile.videomme_unparsed_score < 0 else "scored 0"
+            notes.append(f"Video-MME: {unparsed} predictions unparsed, {rule} under {profile.name}")
+        nan_preds = preds.count("nan")
+        if nan_preds and profile.videomme_unparsed_score < 0:
+            notes.append(
+                f"Video-MME: {nan_preds} missing (NaN) predictions; {profile.name} VLMEvalKit would crash on them"
+            )
+        if extract.random_fallbacks:
+            notes.append(f"MCQ random fallback fired {extract.random_fallbacks} times (seed {profile.mcq_random_seed})")
+        metrics: dict[str, Any] = self.aggregate(per_sample)
+        metrics["rating"] = self.rating(per_sample, profile.videomme_rating_format)
+        return ScoreResult(
+            metrics=metrics,
+            n=len(per_sample),
+            failures=failures,
+            per_sample=per_sample,
+            notes=notes,
+            judge=judge_report(judge),
+        )
+
+    @staticmethod
+    def _unparsed_score(row: pd.Series, prediction: str, extract: OptionExtractor, profile: Profile) -> int:
+        """VITA-2024: -1. Since 2024-09: `extract_option` on options parsed from `question`.
+
+        In the HEAD layout the question holds no options, so the answer is Z (score 0) whatever a
+        judge says; the judge is therefore only asked when the question does list options.
+        """
+        if profile.videomme_unparsed_score < 0:
+            return -1
+        options = question_options(row["question"])
+        return int(extract(row["question"], options, prediction) == row["answer"]) if options else 0
+
+    @staticmethod
+    def _by_label(file_indices: list[Any], scored_indices: list[Any], scores: list[int]) -> list[float]:
+        """VITA-2024 writes `data.loc[index, 'score']`: the score of the row whose `index` is v lands on the
+        row at file position v. Rows nobody lands on keep NaN (left out of every mean); an index that is
+        no row label would append a row without a duration and crash the rating."""
+        landed: dict[int, int] = {}
+        for index, score in zip(scored_indices, scores):
+            label = index_key(index)
+            if not isinstance(label, int) or not 0 <= label < len(file_indices):
+                raise SuiteError(f"Video-MME: index {index!r} is not a row label; VITA-2024 scoring would crash")
+            landed[label] = score
+        position = {index_key(v): p for p, v in enumerate(file_indices)}
+        return [float(landed.get(position[index_key(v)], float("nan"))) for v in scored_indices]
+
+    @staticmethod
+    def _check_labels(rows: pd.DataFrame) -> None:
+        """VLMEvalKit's rating raises KeyError on a duration/domain/sub_category/task_type outside its lists."""
+        allowed = {"duration": DURATIONS, **DIMENSIONS}
+        for column, values in allowed.items():
+            unknown = set(rows[column]) - set(values)
+            if unknown:
+                raise SuiteError(f"Video-MME: unknown {column} values {sorted(map(str, unknown))}")
+
+    @staticmethod
+    def rating(per_sample: pd.DataFrame, fmt: str) -> dict[str, Any]:
+        """VLMEvalKit's `{pred}_rating.json`: the same means as strings (`fmt` per profile; 'nan' when empty)."""
+        means = dimension_means(per_sample)
+        return {
+            duration: {
+                "overall": fmt % block["overall"],
+                **{column: {k: fmt % v for k, v in block[column].items()} for column in DIMENSIONS},
+            }
+            for duration, block in means.items()
+        }
+
+    def aggregate(self, per_sample: pd.DataFrame) -> dict[str, float]:
+        """VLMEvalKit parser: the rating as unrounded fractions, keyed "overall|overall", "short|overall",
+        "short|domain|Knowledge", ... (HEAD's flattened names). VITA parser: accuracies in percent."""
+        if len(per_sample) and (per_sample["parser"] == "vita").all():
+            return self._vita_accuracy(per_sample)
+        flat: dict[str, float] = {}
+        for duration, block in dimension_means(per_sample).items():
+            flat[f"{duration}|overall"] = block["overall"]
+            for column in DIMENSIONS:
+                flat.update({f"{duration}|{column}|{k}": v for k, v in block[column].items()})
+        return flat
+
+    @staticmethod
+    def _vita_accuracy(per_sample: pd.DataFrame) -> dict[str, float]:
+        """parse_answer.py: correct / (30 x categories present) per duration; overall pools the durations."""
+        metrics: dict[str, float] = {}
+        correct_all = total_all = 0
+        for duration in DURATIONS:
+            part = per_sample[per_sample["duration"] == duration]
+            total = VITA_QUESTIONS_PER_CATEGORY * part["sub_category"].nunique()
+            if total:
+                metrics[duration] = float(part["score"].sum()) / total * 100
+                correct_all += int(part["score"].sum())
+                total_all += total
+        metrics["overall"] = correct_all / total_all * 100 if total_all else float("nan")
+        return metrics
+
+
+register("videomme")(VideoMMEScorer)
