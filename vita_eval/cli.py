@@ -33,7 +33,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     cli: dict[str, Any] = {
         "model": args.model, "model_name": args.model_name, "device": args.device, "dtype": args.dtype,
         "suites": args.suites, "data_root": args.data_root, "data": _pairs(args.data) or None,
-        "profile": args.profile, "judge": args.judge, "judge_base_url": args.judge_base_url, "out": args.out,
+        "profile": args.profile, "asr_normalizer": args.asr_normalizer, "judge": args.judge, "judge_base_url": args.judge_base_url, "out": args.out,
         "limit": args.limit, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
         "report": False if args.no_report else None, **parse_set(args.set or []),
     }
@@ -50,7 +50,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     from vita_eval.runner.rescore import rescore
 
     scores = rescore(args.suite, Path(args.data), Path(args.predictions), profile=args.profile, judge=args.judge,
-                     judge_base_url=args.judge_base_url, out=Path(args.out))
+                     judge_base_url=args.judge_base_url, out=Path(args.out), asr_normalizer=args.asr_normalizer)
     print(json.dumps({k: scores[k] for k in ("suite", "profile", "metrics", "n", "n_failed")}, indent=2,
                      ensure_ascii=False, default=str))
 
@@ -128,6 +128,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", help="folder of the official data files (default $LMUData or ~/LMUData)")
     p.add_argument("--data", nargs="+", metavar="SUITE=PATH", help="per-suite data file or folder")
     p.add_argument("--profile")
+    p.add_argument("--asr-normalizer", choices=["wenet", "whisper"])
     p.add_argument("--judge", help="none | OpenAI-compatible model name | local:/path/to/qwen")
     p.add_argument("--judge-base-url")
     p.add_argument("--device")
@@ -149,6 +150,7 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default="vlmevalkit-2026.08")
     p.add_argument("--judge", default="none")
     p.add_argument("--judge-base-url")
+    p.add_argument("--asr-normalizer", choices=["wenet", "whisper"])
     p.add_argument("--out", required=True)
     p.set_defaults(fn=cmd_score)
 

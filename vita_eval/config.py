@@ -26,6 +26,7 @@ class RunConfig:
     data_root: str | None = None  # default: $LMUData, else ~/LMUData
     data: dict[str, str] = field(default_factory=dict)  # suite -> file or folder override
     profile: str = "vlmevalkit-2026.08"
+    asr_normalizer: str | None = None  # wenet (default) | whisper
     judge: str | None = None  # none | model name (OpenAI-compatible) | local:/path/to/qwen
     judge_base_url: str | None = None
     judge_concurrency: int = 8

@@ -33,7 +33,7 @@ class SuiteSpec:
     url: str | None = None
     required_columns: tuple[str, ...] = ()
     preset_args: dict[str, Any] = field(default_factory=dict)
-    scorer_args: dict[str, Any] = field(default_factory=dict)
+    profile_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {videomme_parser: vita}
     loader_args: dict[str, Any] = field(default_factory=dict)
     headline: tuple[str, ...] = ()
     categories: dict[str, Any] = field(default_factory=dict)

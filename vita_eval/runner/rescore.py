@@ -11,7 +11,7 @@ from vita_eval.suites import get_suite, load_suite_data
 
 
 def rescore(suite: str, data: Path, predictions: Path, *, profile: str, judge: str | None,
-            judge_base_url: str | None, out: Path) -> dict[str, Any]:
+            judge_base_url: str | None, out: Path, asr_normalizer: str | None = None) -> dict[str, Any]:
     spec = get_suite(suite)
     suite_data = load_suite_data(spec, data)
     judge_obj = None
@@ -22,4 +22,4 @@ def rescore(suite: str, data: Path, predictions: Path, *, profile: str, judge: s
     extra = {"predictions_file": str(predictions), "predictions_md5": file_md5(predictions),
              "data_files": suite_data.files or ({str(data): file_md5(data)} if data.is_file() else {})}
     return score_suite(spec, suite_data, read_predictions(predictions), out, profile=profile, judge=judge_obj,
-                       model_name=None, extra=extra)
+                       model_name=None, extra=extra, asr_normalizer=asr_normalizer)

@@ -102,7 +102,7 @@ def run_one_suite(name: str, cfg: RunConfig, model: VitaModel, judge: Any, out: 
     records = read_records(suite_dir)
     predictions = predictions_from_records(asdict(records[s.uid]) for s in samples if s.uid in records)
     return score_suite(spec, data, predictions, suite_dir, profile=cfg.profile, judge=judge, model_name=model.name,
-                       extra=extra)
+                       extra=extra, asr_normalizer=cfg.asr_normalizer)
 
 
 def run(cfg: RunConfig) -> Path:

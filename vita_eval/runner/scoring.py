@@ -6,6 +6,7 @@ A suite that cannot be scored still gets a scores.json that says why.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from pathlib import Path
@@ -29,20 +30,27 @@ def _failures(data: SuiteData, result: ScoreResult | None) -> list[dict[str, str
 
 
 def resolve_categories(spec: SuiteSpec, metrics: dict[str, Any]) -> dict[str, list[str]]:
-    """`"*"` in a suite's categories means every metric not named elsewhere."""
-    named = set(spec.headline) | {m for v in spec.categories.values() if isinstance(v, list) for m in v}
+    """Category lists from the suite YAML: names, `prefix*` patterns, or `"*"` (every other number)."""
+    numeric = [m for m, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    explicit = {m for v in spec.categories.values() if isinstance(v, list) for m in v}
     out: dict[str, list[str]] = {}
     for group, names in spec.categories.items():
         if names == "*":
-            out[group] = [m for m in metrics if m not in named and isinstance(metrics[m], (int, float))]
+            out[group] = [m for m in numeric if m not in explicit and m not in spec.headline]
+        elif isinstance(names, str) and names.endswith("*"):
+            out[group] = [m for m in numeric if m.startswith(names[:-1])]
         else:
             out[group] = [m for m in names if m in metrics]
     return out
 
 
 def score_suite(spec: SuiteSpec, data: SuiteData, predictions: pd.DataFrame, out_dir: Path, *, profile: str,
-                judge: Any, model_name: str | None, extra: dict[str, Any]) -> dict[str, Any]:
+                judge: Any, model_name: str | None, extra: dict[str, Any],
+                asr_normalizer: str | None = None) -> dict[str, Any]:
     """Score and write scores.json (+ per_sample.jsonl, + the VLMEvalKit .xlsx); return the scores dict."""
+    overrides = dict(spec.profile_overrides)
+    if asr_normalizer and spec.scorer == "asr":
+        overrides["asr_normalizer"] = asr_normalizer
     out_dir.mkdir(parents=True, exist_ok=True)
     if model_name:
         write_vlmevalkit_xlsx(data.table, predictions, out_dir / f"{model_name}_{spec.name}.xlsx")
@@ -50,13 +58,16 @@ def score_suite(spec: SuiteSpec, data: SuiteData, predictions: pd.DataFrame, out
     error = None
     started = time.perf_counter()
     try:
-        result = get_scorer(spec.scorer).score(data.table, predictions, profile=get_profile(profile), judge=judge,
-                                               **spec.scorer_args)
+        scorer = get_scorer(spec.scorer)
+        kwargs = {"dataset": spec.name} if "dataset" in inspect.signature(scorer.score).parameters else {}
+        result = scorer.score(data.table, predictions, profile=get_profile(profile, **overrides), judge=judge,
+                              **kwargs)
     except SuiteError as exc:
         error = str(exc)
     failures = _failures(data, result)
     scores = {
-        "suite": spec.name, "scorer": spec.scorer, "profile": profile, "preset": spec.preset,
+        "suite": spec.name, "scorer": spec.scorer, "profile": profile, "profile_overrides": overrides,
+        "preset": spec.preset,
         "judge": result.judge if result else {"identity": getattr(judge, "identity", "none")},
         "metrics": result.metrics if result else {},
         "headline": list(spec.headline),
