@@ -1,0 +1,79 @@
+"""Dump the intermediate tensors of one reference-style query, for comparison with the public code.
+
+The prompt is built as `video_audio_demo.py` does (spec §4.3): image → image system prompt and
+`"<image>"*tiles + "\\n" + TEXT`; video → demo frame sampling, video system prompt; audio → `<audio>`
+appended (lang system prompt without an image). Tensors are written with safetensors; only those
+that apply to the query are present.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from .audio_features import load_audio
+from .image_processing import demo_frame_indices, load_image
+from .inference import VitaInference, pad_audio, prepare_request
+
+
+def _media(images: Sequence[str | Path | Image.Image], video: str | Path | None) -> tuple[list, list]:
+    pil_images = [im if isinstance(im, Image.Image) else load_image(im) for im in images]
+    frames: list[Image.Image] = []
+    if video is not None:
+        from .video_io import open_video
+
+        handle = open_video(video)
+        frames = handle.frames(demo_frame_indices(handle.n_frames, handle.fps))
+    return pil_images, frames
+
+
+@torch.no_grad()
+def model_dump(
+    model_dir: str | Path,
+    prompt: str,
+    images: Sequence[str | Path | Image.Image] = (),
+    audio: str | Path | np.ndarray | None = None,
+    video: str | Path | None = None,
+    max_tiles: int = 12,
+    dtype: str = "fp32",
+    device: str = "cpu",
+    max_new_tokens: int = 1,
+    out: str | Path = "vita_dump.safetensors",
+) -> Path:
+    """Run one query and write input_ids, pixel_values, image/audio embeddings, inputs_embeds,
+    last_hidden_state, last_logits (fp32, final position, full stored vocab) and greedy ids."""
+    engine = VitaInference.from_pretrained(model_dir, device=device, dtype=dtype)
+    model = engine.model
+    pil_images, frames = _media(images, video)
+    wave = load_audio(audio) if isinstance(audio, (str, Path)) else audio
+    request = SimpleNamespace(text=prompt, images=pil_images, frames=frames, audio=wave, max_tiles=max_tiles,
+                              modality="video" if frames else "image")
+    prepared = prepare_request(request, engine.tokenizer, engine.dither)
+    tensors: dict[str, torch.Tensor] = {"input_ids": prepared.input_ids}
+    image_embeds = audio_embeds = None
+    if prepared.pixel_values is not None:
+        tensors["pixel_values"] = prepared.pixel_values
+        image_embeds = model.encode_images(prepared.pixel_values)
+        tensors["image_embeds"] = image_embeds.float()
+    if prepared.audio_features is not None:
+        tensors["audio_features"] = prepared.audio_features.float()
+        audio_embeds = model.encode_audio(*pad_audio([prepared.audio_features]))
+        tensors["audio_embeds"] = audio_embeds[0].float()
+    embeds, _ = model.splice([prepared.input_ids], image_embeds, audio_embeds)
+    hidden = model.model(inputs_embeds=embeds[0][None]).last_hidden_state[0]
+    tensors["inputs_embeds"] = embeds[0].float()
+    tensors["last_hidden_state"] = hidden.float()
+    tensors["last_logits"] = model.lm_head(hidden[-1]).float()
+    if max_new_tokens > 0:
+        ids = engine.decode(embeds, max_new_tokens=max_new_tokens)[0]
+        tensors["generated_ids"] = torch.tensor(ids, dtype=torch.long)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(out),
+              metadata={"prompt": prepared.prompt, "dtype": dtype, "device": device})
+    return out
