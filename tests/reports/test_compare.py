@@ -222,10 +222,11 @@ def test_reference_values_cover_published_suites():
     refs = load_references()
     assert refs.for_metric("MMBench_DEV_EN_V11", "Overall")[0]["value"] == pytest.approx(0.7779)
     assert refs.for_metric("MathVista_MINI", "Overall")[0]["value"] == 66.2
-    (libri,) = refs.for_metric("LibriSpeech_test_other", "WER")
+    (libri,) = refs.for_metric("LibriSpeech_test_other", "wer")
     assert "VITA#86" in refs.sources[libri["source"]]["caveat"]
     assert all(ref["source"] in refs.sources for metrics in refs.values.values()
                for entries in metrics.values() for ref in entries)
+    assert refs.for_metric("Video-MME_vita", "overall")[0]["value"] == 56.1  # VITA parser: percent
 
 
 def png_size(path: Path) -> tuple[int, int]:
