@@ -81,7 +81,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     from vita_eval.reports.compare import write_report
 
     path = write_report([Path(p) for p in args.runs], out=Path(args.out),
-                        baseline=Path(args.baseline) if args.baseline else None, html=args.html)
+                        baseline=Path(args.baseline) if args.baseline else None, html=args.html, n_boot=args.n_boot)
     print(f"report: {path}")
 
 
@@ -171,7 +171,8 @@ def _add_misc(sub: argparse._SubParsersAction) -> None:
     p.add_argument("runs", nargs="+")
     p.add_argument("--baseline")
     p.add_argument("--out", required=True)
-    p.add_argument("--html", action="store_true")
+    p.add_argument("--html", action="store_true", help="also write one self-contained report.html")
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for CIs and paired tests")
     p.set_defaults(fn=cmd_report)
 
     p = sub.add_parser("judge", help="judge utilities")

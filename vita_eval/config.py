@@ -40,6 +40,7 @@ class RunConfig:
     check_md5: bool = True
     seed: int = 0
     report: bool = True
+    report_bootstrap: int = 500  # resamples for the CIs of the report written after a run
     suite_args: dict[str, dict[str, Any]] = field(default_factory=dict)  # suite -> {preset_args: {...}}
 
     def as_dict(self) -> dict[str, Any]:

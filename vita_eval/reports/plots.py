@@ -49,8 +49,9 @@ def _bars(ax: Axes, rows: Sequence[MetricComparison], labels: Sequence[str]) -> 
     for j, label in enumerate(labels):
         estimates = [row.estimates.get(label) for row in rows]
         values = np.array([e.value if e else np.nan for e in estimates])
-        low = np.array([e.value - e.ci[0] if e and e.ci else np.nan for e in estimates])
-        high = np.array([e.ci[1] - e.value if e and e.ci else np.nan for e in estimates])
+        # a percentile CI may exclude a biased point estimate (e.g. MME acc+): whiskers then stop at the bar
+        low = np.maximum([e.value - e.ci[0] if e and e.ci else np.nan for e in estimates], 0.0)
+        high = np.maximum([e.ci[1] - e.value if e and e.ci else np.nan for e in estimates], 0.0)
         ax.bar(x + (j - (len(labels) - 1) / 2) * width, values, width, yerr=[low, high], capsize=3,
                color=f"C{j % 10}", label=label, error_kw={"elinewidth": 1})
     ax.set_xticks(x, [row.metric for row in rows], rotation=20, ha="right", fontsize=8)

@@ -128,7 +128,7 @@ def run(cfg: RunConfig) -> Path:
         if cfg.report:
             from vita_eval.reports.compare import write_report
 
-            write_report([out], out=out)
+            write_report([out], out=out, n_boot=cfg.report_bootstrap, seed=cfg.seed)
     shutdown(dist)
     return out
 

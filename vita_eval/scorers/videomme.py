@@ -134,13 +134,19 @@ def _valid_mean(scores: pd.Series) -> float:
 
 
 def dimension_means(per_sample: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """`get_dimension_rating` before formatting: per duration and overall, means by every dimension value."""
+    """`get_dimension_rating` before formatting: per duration and overall, means by every dimension value.
+
+    Means run over rows with score >= 0 (VITA-2024 excludes its -1s); a value with no rows is NaN.
+    One groupby per dimension keeps this cheap enough to bootstrap thousands of times.
+    """
+    valid = per_sample[per_sample["score"] >= 0]
     means: dict[str, dict[str, Any]] = {}
     for duration in (*DURATIONS, "overall"):
-        part = per_sample if duration == "overall" else per_sample[per_sample["duration"] == duration]
+        part = valid if duration == "overall" else valid[valid["duration"] == duration]
         means[duration] = {"overall": _valid_mean(part["score"])}
         for column, values in DIMENSIONS.items():
-            means[duration][column] = {v: _valid_mean(part.loc[part[column] == v, "score"]) for v in values}
+            grouped = part.groupby(column)["score"].mean()
+            means[duration][column] = {v: float(grouped[v]) if v in grouped.index else float("nan") for v in values}
     return means
 
 
