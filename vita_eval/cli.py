@@ -50,7 +50,8 @@ def cmd_score(args: argparse.Namespace) -> None:
     from vita_eval.runner.rescore import rescore
 
     scores = rescore(args.suite, Path(args.data), Path(args.predictions), profile=args.profile, judge=args.judge,
-                     judge_base_url=args.judge_base_url, out=Path(args.out), asr_normalizer=args.asr_normalizer)
+                     judge_base_url=args.judge_base_url, out=Path(args.out), asr_normalizer=args.asr_normalizer,
+                     judge_cache=args.judge_cache)
     print(json.dumps({k: scores[k] for k in ("suite", "profile", "metrics", "n", "n_failed")}, indent=2,
                      ensure_ascii=False, default=str))
 
@@ -151,6 +152,7 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--judge", default="none")
     p.add_argument("--judge-base-url")
     p.add_argument("--asr-normalizer", choices=["wenet", "whisper"])
+    p.add_argument("--judge-cache", help="judge cache folder (default ~/.cache/vita-eval/judge)")
     p.add_argument("--out", required=True)
     p.set_defaults(fn=cmd_score)
 

@@ -11,14 +11,15 @@ from vita_eval.suites import get_suite, load_suite_data
 
 
 def rescore(suite: str, data: Path, predictions: Path, *, profile: str, judge: str | None,
-            judge_base_url: str | None, out: Path, asr_normalizer: str | None = None) -> dict[str, Any]:
+            judge_base_url: str | None, out: Path, asr_normalizer: str | None = None,
+            judge_cache: str | None = None) -> dict[str, Any]:
     spec = get_suite(suite)
     suite_data = load_suite_data(spec, data)
     judge_obj = None
     if judge and judge not in ("none", "exact_matching"):
         from vita_eval.judges.factory import build_judge
 
-        judge_obj = build_judge(judge, base_url=judge_base_url)
+        judge_obj = build_judge(judge, base_url=judge_base_url, cache_dir=judge_cache)
     extra = {"predictions_file": str(predictions), "predictions_md5": file_md5(predictions),
              "data_files": suite_data.files or ({str(data): file_md5(data)} if data.is_file() else {})}
     return score_suite(spec, suite_data, read_predictions(predictions), out, profile=profile, judge=judge_obj,
