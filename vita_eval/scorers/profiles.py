@@ -32,14 +32,28 @@ class Profile:
     mcq_random_seed: int = 0  # VLMEvalKit's random MCQ fallback is unseeded; we seed it
 
 
+HEAD = Profile(
+    name="vlmevalkit-2026.08",  # open-compass/VLMEvalKit e8e78f05 (HEAD)
+    matcher_generation=3,
+    period_lookbehind=True,
+    mme_require_all_categories=True,
+    mmbench_circular_keywords=("mmbench", "ccbench", "circular", "mmcr"),
+    mmbench_uses_g_index=True,
+    videomme_unparsed_score=0,
+    videomme_rating_format="%.3f",
+    videomme_label_indexed=False,
+    judge_mcq="gpt-4o-mini",
+    judge_mathvista="gpt-4o-mini",
+)
+
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
-        Profile(
-            name="vlmevalkit-2024.12",  # VITA-vendored copy, tuannv-github/VITA 8bed3780
+        replace(  # VITA-vendored copy, tuannv-github/VITA 8bed3780: the era of VITA-1.5's published numbers
+            HEAD,
+            name="vlmevalkit-2024.12",
             matcher_generation=1,
             period_lookbehind=False,
-            mme_require_all_categories=True,
             mmbench_circular_keywords=("mmbench", "ccbench"),
             mmbench_uses_g_index=False,
             videomme_unparsed_score=-1,
@@ -48,32 +62,9 @@ PROFILES: dict[str, Profile] = {
             judge_mcq="chatgpt-0125",
             judge_mathvista="gpt-4-turbo",
         ),
-        Profile(
-            name="ms-vlmeval-0.0.20",  # PyPI ms-vlmeval 0.0.20 (~ VLMEvalKit early 2026)
-            matcher_generation=2,
-            period_lookbehind=True,
-            mme_require_all_categories=False,
-            mmbench_circular_keywords=("mmbench", "ccbench", "circular", "mmcr"),
-            mmbench_uses_g_index=True,
-            videomme_unparsed_score=0,
-            videomme_rating_format="%.3f",
-            videomme_label_indexed=False,
-            judge_mcq="gpt-4o-mini",
-            judge_mathvista="gpt-4o-mini",
-        ),
-        Profile(
-            name="vlmevalkit-2026.08",  # open-compass/VLMEvalKit e8e78f05 (HEAD)
-            matcher_generation=3,
-            period_lookbehind=True,
-            mme_require_all_categories=True,
-            mmbench_circular_keywords=("mmbench", "ccbench", "circular", "mmcr"),
-            mmbench_uses_g_index=True,
-            videomme_unparsed_score=0,
-            videomme_rating_format="%.3f",
-            videomme_label_indexed=False,
-            judge_mcq="gpt-4o-mini",
-            judge_mathvista="gpt-4o-mini",
-        ),
+        # PyPI ms-vlmeval 0.0.20 (~ VLMEvalKit early 2026): matcher v2, MME tolerates missing categories
+        replace(HEAD, name="ms-vlmeval-0.0.20", matcher_generation=2, mme_require_all_categories=False),
+        HEAD,
     )
 }
 
