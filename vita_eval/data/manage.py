@@ -13,8 +13,8 @@ def _status(spec: SuiteSpec, path: Path, profile: str) -> str:
     expected = spec.md5_for(profile)
     if not expected or not path.is_file():
         return "present (no pinned md5)"
-    ok, got = verify(path, expected)
-    return "ok (md5 matches)" if ok else f"MD5 MISMATCH (expected {expected}, got {got})"
+    ok, message = verify(path, expected)
+    return "ok (md5 matches)" if ok else f"MD5 MISMATCH: {message}"
 
 
 def data_command(action: str, suites: list[str], root: Path | None, profile: str) -> None:
@@ -40,6 +40,6 @@ def data_command(action: str, suites: list[str], root: Path | None, profile: str
                 continue
         status = _status(spec, path, profile)
         failed |= status.startswith("MD5") or (action == "verify" and status == "missing")
-        print(f"{name:28s} {status:40s} {path}")
+        print(f"{name:28s} {status}" + ("" if status.startswith("MD5") else f"  {path}"))
     if failed and action != "list":
         raise SystemExit(1)
