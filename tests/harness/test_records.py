@@ -32,3 +32,20 @@ def test_merge_orders_by_dataset_and_removes_rank_files(tmp_path: Path) -> None:
     merged = merge_records(tmp_path, ["1", "2", "3"])
     assert [json.loads(line)["uid"] for line in merged.read_text().splitlines()] == ["1", "2", "3"]
     assert not list(tmp_path.glob("samples.rank*.jsonl"))
+
+
+def test_prompt_hash_covers_media_and_decoding() -> None:
+    import dataclasses
+
+    import numpy as np
+    from PIL import Image
+
+    from vita_eval.runner.records import prompt_hash
+    from vita_eval.types import Request
+
+    base = Request(uid="1", text="Transcribe", audio=np.zeros(1600, dtype=np.float32))
+    assert prompt_hash(base) == prompt_hash(dataclasses.replace(base, uid="2"))
+    assert prompt_hash(base) != prompt_hash(dataclasses.replace(base, audio=np.ones(1600, dtype=np.float32)))
+    with_image = dataclasses.replace(base, images=[Image.new("RGB", (8, 8), "red")])
+    assert prompt_hash(with_image) != prompt_hash(dataclasses.replace(base, images=[Image.new("RGB", (8, 8), "blue")]))
+    assert prompt_hash(base) != prompt_hash(dataclasses.replace(base, gen=dataclasses.replace(base.gen, max_new_tokens=3)))

@@ -78,8 +78,7 @@ def _generate(model: EvalModel, requests: list[Request]) -> list[SampleRecord]:
 def _record(request: Request, output: Output, time_s: float) -> SampleRecord:
     return SampleRecord(
         uid=request.uid,
-        prompt_hash=prompt_hash(request.text, len(request.images), len(request.frames), request.audio is not None,
-                                request.gen),
+        prompt_hash=prompt_hash(request),
         raw=output.raw, answer=output.answer, n_prompt_tokens=output.n_prompt_tokens,
         n_new_tokens=output.n_new_tokens, time_s=round(time_s, 4),
     )

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from vita_eval.types import Request
+
 
 @dataclass
 class SampleRecord:
@@ -27,10 +29,15 @@ class SampleRecord:
     error: str | None = None
 
 
-def prompt_hash(text: str, n_images: int, n_frames: int, has_audio: bool, gen: Any) -> str:
-    """Identity of what the model was asked (text, media counts, decoding parameters)."""
-    payload = json.dumps([text, n_images, n_frames, has_audio, repr(gen)], ensure_ascii=False)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+def prompt_hash(request: Request) -> str:
+    """Identity of exactly what the model was asked: text, media bytes and decoding parameters."""
+    digest = hashlib.sha256(json.dumps([request.text, repr(request.gen), request.max_tiles, request.modality],
+                                       ensure_ascii=False).encode())
+    for image in [*request.images, *request.frames]:
+        digest.update(image.tobytes())
+    if request.audio is not None:
+        digest.update(request.audio.tobytes())
+    return digest.hexdigest()[:16]
 
 
 class RecordWriter:
