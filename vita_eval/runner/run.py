@@ -15,7 +15,8 @@ from typing import Any
 
 from vita_eval.config import RunConfig
 from vita_eval.data.checksums import file_md5
-from vita_eval.models.vita import VitaModel, pick_device, pick_dtype, resolve_model_path
+from vita_eval.models import load_model
+from vita_eval.models.vita import pick_device, pick_dtype, resolve_model_path
 from vita_eval.prompts import get_preset
 from vita_eval.runner import provenance
 from vita_eval.runner.distributed import Dist, init_distributed, shutdown
@@ -68,7 +69,7 @@ def _judge(cfg: RunConfig):
                        max_concurrency=cfg.judge_concurrency, retry=cfg.judge_retry, timeout=cfg.judge_timeout)
 
 
-def run_one_suite(name: str, cfg: RunConfig, model: VitaModel, judge: Any, out: Path, dist: Dist) -> dict | None:
+def run_one_suite(name: str, cfg: RunConfig, model: Any, judge: Any, out: Path, dist: Dist) -> dict | None:
     spec = get_suite(name)
     suite_dir = out / name
     root = Path(cfg.data_root) if cfg.data_root else default_data_root()
@@ -111,10 +112,10 @@ def run(cfg: RunConfig) -> Path:
     dist = init_distributed(device)
     if device == "cuda" and dist.world > 1:
         device = f"cuda:{dist.local_rank}"
-    path = resolve_model_path(cfg.model) if dist.is_main else None
-    dist.barrier()  # rank 0 may have just written the builtin checkpoint
-    path = path or resolve_model_path(cfg.model)
-    model = VitaModel(path, device=device, dtype=pick_dtype(cfg.dtype, device), name=cfg.model_name)
+    if dist.is_main and not cfg.model.startswith("whisper:"):
+        resolve_model_path(cfg.model)  # rank 0 writes the builtin checkpoint on first use
+    dist.barrier()
+    model = load_model(cfg.model, device=device, dtype=pick_dtype(cfg.dtype, device), name=cfg.model_name)
     out = Path(cfg.out or Path("outputs") / model.name)
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -133,7 +134,7 @@ def run(cfg: RunConfig) -> Path:
     return out
 
 
-def _write_run_json(out: Path, cfg: RunConfig, model: VitaModel, device: str, dist: Dist, started: float,
+def _write_run_json(out: Path, cfg: RunConfig, model: Any, device: str, dist: Dist, started: float,
                     finished: bool) -> None:
     run = {
         "run_id": out.name, "model": model.identity, "device": device, "dtype": model.dtype,
