@@ -569,7 +569,7 @@ def _asr_samples(out_dir: Path, n: int, seed: int) -> list[dict]:
     for i, (lang, text) in enumerate(texts):
         name = f"asr_{i:05d}.wav"
         synthesize_speech(text, out_dir / AUDIO_FOLDER / name, language=lang, seed=seed + i)
-        samples.append(_sample("synth_audio", f"asr_{i}", f"{ASR_PROMPT}\n<audio>", text, audio=name))
+        samples.append(_sample("synth_audio", f"asr_{i}", f"{ASR_PROMPT}<audio>", text, audio=name))
     return samples
 
 

@@ -138,3 +138,24 @@ def test_helpers():
     assert not lower_is_better("career")
     assert outcome_column(pd.DataFrame({"hit": [True, False]})) == "hit"
     assert outcome_column(pd.DataFrame({"score": [0, -1, 1]})) is None
+
+
+def test_stratified_bootstrap_keeps_every_stratum() -> None:
+    """MME-like design: a category sum must not lose categories in a resample (the CI holds the estimate)."""
+    import pandas as pd
+
+    from vita_eval.reports.stats import bootstrap_replicates
+
+    per_sample = pd.DataFrame({"uid": [str(i) for i in range(8)], "cluster": [0, 0, 1, 1, 2, 2, 3, 3],
+                               "category": ["a", "a", "a", "a", "b", "b", "b", "b"],
+                               "score": [1, 0, 1, 1, 1, 0, 0, 0]})
+    per_sample["stratum"] = per_sample["category"]
+
+    def aggregate(frame: pd.DataFrame) -> dict[str, float]:
+        return {"total": float(frame.groupby("category")["score"].mean().sum()),
+                "n_strata": frame["category"].nunique()}
+
+    reps = bootstrap_replicates(per_sample, aggregate, n_boot=200, seed=0)
+    assert (reps["n_strata"] == 2).all()
+    naive = bootstrap_replicates(per_sample.drop(columns="stratum"), aggregate, n_boot=200, seed=0)
+    assert (naive["n_strata"] < 2).any()

@@ -92,7 +92,7 @@ def test_training_answers_use_evaluation_formats(built: Path) -> None:
         elif s["id"].startswith("mcq_"):
             assert human.endswith(syn.MCQ_SUFFIX) and f"\n{answer}. " in human
     assert all(s["conversations"][1]["value"] in "ABCD" for s in data["video_qa"])
-    assert all(s["conversations"][0]["value"] == f"{syn.ASR_PROMPT}\n<audio>" for s in data["asr"])
+    assert all(s["conversations"][0]["value"] == f"{syn.ASR_PROMPT}<audio>" for s in data["asr"])
 
 
 def test_asr_transcripts_share_words_not_sentences(built: Path) -> None:

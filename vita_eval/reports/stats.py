@@ -80,13 +80,17 @@ class ClusterLayout:
     order: np.ndarray  # row positions sorted by cluster (stable)
     starts: np.ndarray  # first position in `order` of each cluster
     counts: np.ndarray  # rows per cluster
+    strata: np.ndarray | None = None  # stratum code per cluster, when the scorer declares a design
 
     @classmethod
-    def of(cls, clusters: np.ndarray) -> ClusterLayout:
+    def of(cls, clusters: np.ndarray, strata: np.ndarray | None = None) -> ClusterLayout:
         codes, counts = np.unique(clusters, return_inverse=True, return_counts=True)[1:]
         order = np.argsort(codes, kind="stable")
         starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-        return cls(order=order, starts=starts, counts=counts)
+        cluster_strata = None
+        if strata is not None:
+            cluster_strata = np.unique(strata[order[starts]], return_inverse=True)[1]
+        return cls(order=order, starts=starts, counts=counts, strata=cluster_strata)
 
     @property
     def n_clusters(self) -> int:
@@ -103,9 +107,20 @@ class ClusterLayout:
         return np.repeat(np.arange(len(drawn)), self.counts[drawn])
 
 
-def draw_clusters(n_clusters: int, n_boot: int, seed: int) -> np.ndarray:
-    """(n_boot, n_clusters) cluster draws; a pure function of its arguments so runs can share them."""
-    return np.random.default_rng(seed).integers(0, n_clusters, size=(n_boot, n_clusters))
+def draw_clusters(n_clusters: int, n_boot: int, seed: int, strata: np.ndarray | None = None) -> np.ndarray:
+    """(n_boot, n_clusters) cluster draws; a pure function of its arguments so runs can share them.
+
+    With `strata` (one code per cluster), clusters are redrawn within their stratum, so a fixed design
+    such as MME's categories keeps every category and its size in every resample.
+    """
+    rng = np.random.default_rng(seed)
+    if strata is None:
+        return rng.integers(0, n_clusters, size=(n_boot, n_clusters))
+    drawn = np.empty((n_boot, n_clusters), dtype=np.int64)
+    for code in np.unique(strata):
+        members = np.flatnonzero(strata == code)
+        drawn[:, members] = members[rng.integers(0, len(members), size=(n_boot, len(members)))]
+    return drawn
 
 
 def _as_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -123,12 +138,13 @@ def bootstrap_replicates(
     rather than aborting the report.
     """
     names = list(_as_floats(aggregate(per_sample)))
-    layout = ClusterLayout.of(per_sample["cluster"].to_numpy())
+    strata = per_sample["stratum"].astype(str).to_numpy() if "stratum" in per_sample else None
+    layout = ClusterLayout.of(per_sample["cluster"].to_numpy(), strata)
     # pandas 3's arrow-backed strings are ~1.6x slower to `take` than object columns: this loop is the hot path.
     strings = per_sample.select_dtypes(include=["string", "str"]).columns
     per_sample = per_sample.astype({name: object for name in strings})
     rows = []
-    for drawn in draw_clusters(layout.n_clusters, n_boot, seed):
+    for drawn in draw_clusters(layout.n_clusters, n_boot, seed, layout.strata):
         frame = per_sample.take(layout.rows(drawn))
         frame.index = pd.RangeIndex(len(frame))
         frame["cluster"] = layout.copy_ids(drawn)

@@ -66,6 +66,7 @@ class MMEScorer:
             {
                 "uid": rows["index"].astype(str),
                 "cluster": rows["image_path"],
+                "stratum": rows["category"],  # fixed design: bootstraps resample images within a category
                 "category": rows["category"],
                 "extracted": extracted,
                 "score": [int(a == e) for a, e in zip(rows["answer"], extracted)],
