@@ -9,6 +9,7 @@ benchmark clips (threaded decoding; RGB conversion only for kept frames).
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,12 @@ from PIL import Image
 
 class VideoError(ValueError):
     """A video that cannot be opened or decoded; the message names the file."""
+
+
+# Benchmarks ask several questions about one video in a row (Video-MME: 3), each with the same
+# frame indices: keep the last few decodes so a video is decoded once, not once per question.
+_CACHE_SIZE = 4
+_frame_cache: OrderedDict[tuple[str, float, tuple[int, ...]], list[Image.Image]] = OrderedDict()
 
 
 def _open_stream(path: Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
@@ -65,6 +72,17 @@ class VideoHandle:
 
     def frames(self, indices: Sequence[int]) -> list[Image.Image]:
         """RGB frames at exactly `indices` (output order, 0-based), returned in the order asked."""
+        key = (str(self.path.resolve()), self.path.stat().st_mtime, tuple(indices))
+        if key in _frame_cache:
+            _frame_cache.move_to_end(key)
+            return list(_frame_cache[key])
+        frames = self._decode(indices)
+        _frame_cache[key] = frames
+        while len(_frame_cache) > _CACHE_SIZE:
+            _frame_cache.popitem(last=False)
+        return list(frames)
+
+    def _decode(self, indices: Sequence[int]) -> list[Image.Image]:
         wanted = set(indices)
         if not wanted:
             return []

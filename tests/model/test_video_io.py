@@ -78,3 +78,18 @@ def test_corrupt_and_missing_files(tmp_path: Path) -> None:
     subprocess.run(["sox", "-n", "-r", "8000", str(audio_only), "synth", "0.1", "sine", "440"], check=True)
     with pytest.raises(VideoError, match="tone.wav: no video stream"):
         open_video(audio_only)
+
+
+def test_repeated_frame_requests_decode_once(tmp_path, monkeypatch) -> None:
+    """Three questions about one video: the frames are decoded the first time only."""
+    import vita15.video_io as video_io
+
+    path = tmp_path / "clip.mp4"
+    write_numbered_clip(path, 12)
+    handle = video_io.open_video(path)
+    calls = []
+    original = video_io.VideoHandle._decode
+    monkeypatch.setattr(video_io.VideoHandle, "_decode", lambda self, idx: calls.append(idx) or original(self, idx))
+    first = handle.frames([1, 5, 9])
+    again = video_io.open_video(path).frames([1, 5, 9])
+    assert len(calls) == 1 and [f.tobytes() for f in first] == [f.tobytes() for f in again]
