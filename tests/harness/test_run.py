@@ -137,3 +137,19 @@ def test_score_command_on_a_vlmevalkit_prediction_file_with_missing_rows(tmp_pat
     assert scores["profile"] == "vlmevalkit-2024.12" and scores["n_failed"] == 2
     assert {f["reason"] for f in scores["failures"]} == {"no prediction"}
     assert scores["metrics"]["perception"] > 0
+
+
+def test_mmbench_test_split_writes_the_submission_file(tmp_path: Path) -> None:
+    """TEST splits have no answers: inference runs, the VLMEvalKit .xlsx is written, no score is invented."""
+    root, out = tmp_path / "data", tmp_path / "test-split"
+    root.mkdir()
+    table = pd.read_csv(SAMPLES / "MMBench_DEV_EN.tsv", sep="\t").drop(columns=["answer"])
+    table.to_csv(root / "MMBench_TEST_EN.tsv", sep="\t", index=False)
+    proc = _run(["run", "--suites", "MMBench_TEST_EN", "--data-root", str(root), "--out", str(out),
+                 "--max-new-tokens", "4", "--no-report", "--set", "check_md5=false"])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scores = _scores(out, "MMBench_TEST_EN")
+    assert scores["metrics"] == {} and any("submission file written" in n for n in scores["notes"])
+    submission = pd.read_excel(next((out / "MMBench_TEST_EN").glob("*_MMBench_TEST_EN.xlsx")))
+    assert len(submission) == len(table) and submission["prediction"].notna().all()
+    assert "image" not in submission.columns
