@@ -80,10 +80,15 @@ def plot_headline(rows: Sequence[MetricComparison], labels: Sequence[str], path:
 
 
 def heatmap_rows(rows: Sequence[MetricComparison]) -> list[MetricComparison]:
-    """Per suite, its category rows with a Δ; its headline rows when it has no categories (e.g. one ASR set)."""
+    """Per suite, its category rows with a finite Δ; its headline rows when it has no categories (one ASR set).
+
+    Categories no run has samples for (NaN in every run, e.g. Video-MME durations absent from a subset)
+    are left out of the picture; the tables still list them.
+    """
     out = []
     for suite in _ordered([r.suite for r in rows]):
-        with_delta = [r for r in rows if r.suite == suite and any(r.diffs.values())]
+        with_delta = [r for r in rows if r.suite == suite
+                      and any(d is not None and np.isfinite(d.delta) for d in r.diffs.values())]
         categories = [r for r in with_delta if r.group != "headline"]
         out += categories or with_delta
     return out
