@@ -8,7 +8,6 @@ exists where logic is needed: loaders in `vita_eval.data`, presets in
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,14 +79,6 @@ def get_suite(name: str, directory: Path = BENCHMARKS_DIR) -> SuiteSpec:
     if name not in registry:
         raise SuiteError(f"unknown suite {name!r}; known: {', '.join(sorted(registry))}")
     return registry[name]
-
-
-def default_data_root() -> Path:
-    """VLMEvalKit's rule: $LMUData if set and existing, else ~/LMUData."""
-    env = os.environ.get("LMUData")
-    if env and Path(env).exists():
-        return Path(env)
-    return Path.home() / "LMUData"
 
 
 def data_path(spec: SuiteSpec, root: Path, override: str | Path | None = None) -> Path:

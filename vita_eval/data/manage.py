@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from vita_eval.data.checksums import fetch, verify
-from vita_eval.suites import SuiteSpec, data_path, default_data_root, load_registry
+from vita_eval.data.images import lmu_data_root
+from vita_eval.suites import SuiteSpec, data_path, load_registry
 
 
 def _status(spec: SuiteSpec, path: Path, profile: str) -> str:
@@ -19,7 +20,7 @@ def _status(spec: SuiteSpec, path: Path, profile: str) -> str:
 
 def data_command(action: str, suites: list[str], root: Path | None, profile: str) -> None:
     registry = load_registry()
-    root = root or default_data_root()
+    root = root or lmu_data_root()
     names = suites or sorted(registry)
     unknown = [n for n in names if n not in registry]
     if unknown:

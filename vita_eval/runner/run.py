@@ -24,7 +24,8 @@ from vita_eval.runner.inference import check_fingerprint, infer_suite
 from vita_eval.runner.records import merge_records, read_records
 from vita_eval.runner.scoring import score_suite
 from vita_eval.scorers.predictions import predictions_from_records
-from vita_eval.suites import SuiteSpec, data_path, default_data_root, get_suite, load_suite_data
+from vita_eval.data.images import lmu_data_root
+from vita_eval.suites import SuiteSpec, data_path, get_suite, load_suite_data
 from vita_eval.types import SuiteData, SuiteError
 
 log = logging.getLogger("vita_eval")
@@ -72,7 +73,7 @@ def _judge(cfg: RunConfig):
 def run_one_suite(name: str, cfg: RunConfig, model: Any, judge: Any, out: Path, dist: Dist) -> dict | None:
     spec = get_suite(name)
     suite_dir = out / name
-    root = Path(cfg.data_root) if cfg.data_root else default_data_root()
+    root = Path(cfg.data_root) if cfg.data_root else lmu_data_root()
     path = data_path(spec, root, cfg.data.get(name))
     try:
         data: SuiteData = load_suite_data(spec, path)
