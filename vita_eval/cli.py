@@ -130,7 +130,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", nargs="+", metavar="SUITE=PATH", help="per-suite data file or folder")
     p.add_argument("--profile")
     p.add_argument("--asr-normalizer", choices=["wenet", "whisper"])
-    p.add_argument("--judge", help="none | OpenAI-compatible model name | local:/path/to/qwen")
+    p.add_argument("--judge", help="none | default (the profile's VLMEvalKit judges) | an OpenAI-compatible model "
+                                   "name | local:/path/to/qwen")
     p.add_argument("--judge-base-url")
     p.add_argument("--device")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16", "auto"])

@@ -27,7 +27,7 @@ class RunConfig:
     data: dict[str, str] = field(default_factory=dict)  # suite -> file or folder override
     profile: str = "vlmevalkit-2026.08"
     asr_normalizer: str | None = None  # wenet (default) | whisper
-    judge: str | None = None  # none | model name (OpenAI-compatible) | local:/path/to/qwen
+    judge: str | None = None  # none | default (the profile's judges) | OpenAI-compatible model | local:/path
     judge_base_url: str | None = None
     judge_concurrency: int = 8
     judge_retry: int = 6

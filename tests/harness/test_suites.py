@@ -30,3 +30,16 @@ def test_md5_pins_follow_the_profile() -> None:
     assert spec.md5_for("vlmevalkit-2026.08") == "8d1a704e791df6f5d9fb3ef782b65365"
     assert spec.md5_for("vlmevalkit-2024.12") == "26f0f15381a21720255091d3e0316ce6"
     assert get_suite("MME").md5_for("vlmevalkit-2024.12") == "b36b43c3f09801f5d368627fb92187c3"
+
+
+def test_default_judge_follows_the_profile() -> None:
+    from vita_eval.config import RunConfig
+    from vita_eval.runner.run import judge_spec_for
+
+    old = RunConfig(judge="default", profile="vlmevalkit-2024.12")
+    new = RunConfig(judge="default", profile="vlmevalkit-2026.08")
+    assert judge_spec_for(old, get_suite("MathVista_MINI")) == "gpt-4-turbo"
+    assert judge_spec_for(old, get_suite("MMBench_DEV_EN")) == "chatgpt-0125"
+    assert judge_spec_for(new, get_suite("MME")) == "gpt-4o-mini"
+    assert judge_spec_for(new, get_suite("LibriSpeech_test_other")) is None  # ASR needs no judge
+    assert judge_spec_for(RunConfig(judge="local:/q"), get_suite("MME")) == "local:/q"

@@ -24,6 +24,7 @@ from vita_eval.runner.inference import check_fingerprint, infer_suite
 from vita_eval.runner.records import merge_records, read_records
 from vita_eval.runner.scoring import score_suite
 from vita_eval.scorers.predictions import predictions_from_records
+from vita_eval.scorers.profiles import get_profile
 from vita_eval.data.images import lmu_data_root
 from vita_eval.suites import SuiteSpec, data_path, get_suite, load_suite_data
 from vita_eval.types import SuiteData, SuiteError
@@ -63,14 +64,38 @@ def _check_run_dir(out: Path, identity: dict[str, Any]) -> None:
             raise SystemExit(f"{out} holds results of another model ({old.get('path')}); choose another --out")
 
 
-def _judge(cfg: RunConfig):
-    from vita_eval.judges.factory import build_judge
+def judge_spec_for(cfg: RunConfig, spec: SuiteSpec) -> str | None:
+    """`--judge default` picks the profile's judge for the suite, as that VLMEvalKit version defaults it."""
+    if spec.judge == "none" or not cfg.judge or cfg.judge == "none":
+        return None
+    if cfg.judge != "default":
+        return cfg.judge
+    profile = get_profile(cfg.profile)
+    return profile.judge_mathvista if spec.scorer == "mathvista" else profile.judge_mcq
 
-    return build_judge(cfg.judge, base_url=cfg.judge_base_url, cache_dir=cfg.judge_cache,
-                       max_concurrency=cfg.judge_concurrency, retry=cfg.judge_retry, timeout=cfg.judge_timeout)
+
+class _Judges:
+    """One judge object per judge spec for the whole run, so its cache and usage counters are shared."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self._built: dict[str, Any] = {}
+
+    def for_suite(self, spec: SuiteSpec) -> Any:
+        name = judge_spec_for(self.cfg, spec)
+        if name is None:
+            return None
+        if name not in self._built:
+            from vita_eval.judges.factory import build_judge
+
+            cfg = self.cfg
+            self._built[name] = build_judge(name, base_url=cfg.judge_base_url, cache_dir=cfg.judge_cache,
+                                            max_concurrency=cfg.judge_concurrency, retry=cfg.judge_retry,
+                                            timeout=cfg.judge_timeout)
+        return self._built[name]
 
 
-def run_one_suite(name: str, cfg: RunConfig, model: Any, judge: Any, out: Path, dist: Dist) -> dict | None:
+def run_one_suite(name: str, cfg: RunConfig, model: Any, judges: _Judges, out: Path, dist: Dist) -> dict | None:
     spec = get_suite(name)
     suite_dir = out / name
     root = Path(cfg.data_root) if cfg.data_root else lmu_data_root()
@@ -103,7 +128,8 @@ def run_one_suite(name: str, cfg: RunConfig, model: Any, judge: Any, out: Path, 
              "n_resumed": stats.n_done_before, "notes": notes}
     records = read_records(suite_dir)
     predictions = predictions_from_records(asdict(records[s.uid]) for s in samples if s.uid in records)
-    return score_suite(spec, data, predictions, suite_dir, profile=cfg.profile, judge=judge, model_name=model.name,
+    return score_suite(spec, data, predictions, suite_dir, profile=cfg.profile, judge=judges.for_suite(spec),
+                       model_name=model.name,
                        extra=extra, asr_normalizer=cfg.asr_normalizer)
 
 
@@ -122,9 +148,9 @@ def run(cfg: RunConfig) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         _check_run_dir(out, model.identity)
         _write_run_json(out, cfg, model, device, dist, started, finished=False)  # provenance survives a kill
-    judge = _judge(cfg) if cfg.judge and cfg.judge != "none" else None
+    judges = _Judges(cfg)
     for name in cfg.suites:
-        run_one_suite(name, cfg, model, judge, out, dist)
+        run_one_suite(name, cfg, model, judges, out, dist)
     if dist.is_main:
         _write_run_json(out, cfg, model, device, dist, started, finished=True)
         if cfg.report:
