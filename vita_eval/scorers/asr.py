@@ -15,7 +15,6 @@ import pandas as pd
 
 from vita_eval.scorers.asr_normalizers import NORMALIZERS
 from vita_eval.scorers.base import ScoreResult, register
-from vita_eval.scorers.judging import judge_report
 from vita_eval.scorers.predictions import align
 from vita_eval.scorers.profiles import Profile, resolve_profile
 from vita_eval.types import SuiteError
@@ -80,14 +79,7 @@ class ASRScorer:
         metrics["normalizer"] = profile.asr_normalizer
         kinds = "/".join(METRIC_BY_LANGUAGE[lang].upper() for lang in sorted(set(languages))) or "WER"
         notes = [f"ASR: {kinds} with the {profile.asr_normalizer} normalizer"]
-        return ScoreResult(
-            metrics=metrics,
-            n=len(per_sample),
-            failures=failures,
-            per_sample=per_sample,
-            notes=notes,
-            judge=judge_report(None),
-        )
+        return ScoreResult.of(per_sample, metrics, failures, notes)
 
     def aggregate(self, per_sample: pd.DataFrame) -> dict[str, float]:
         """Per language {"wer"|"cer": percent, S, D, I, N} summed over utterances (compute-wer's Overall line).

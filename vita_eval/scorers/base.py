@@ -28,6 +28,15 @@ class ScoreResult:
     def n_failed(self) -> int:
         return len(self.failures)
 
+    @classmethod
+    def of(cls, per_sample: pd.DataFrame, metrics: dict[str, Any], failures: list[dict[str, str]],
+           notes: list[str], judge: Any | None = None) -> "ScoreResult":
+        """The usual result: `n` counts the scored rows, `judge` reports the judge's identity and usage."""
+        from vita_eval.scorers.judging import judge_report
+
+        return cls(metrics=metrics, n=len(per_sample), failures=failures, per_sample=per_sample, notes=notes,
+                   judge=judge_report(judge))
+
 
 class Scorer(Protocol):
     name: str

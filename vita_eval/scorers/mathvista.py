@@ -14,7 +14,7 @@ import pandas as pd
 
 from vita_eval.scorers.base import ScoreResult, register
 from vita_eval.scorers.judge_prompts import mathvista_prompt
-from vita_eval.scorers.judging import RISING_TEMPERATURES, first_accepted, judge_report, usable_judge
+from vita_eval.scorers.judging import RISING_TEMPERATURES, first_accepted, usable_judge
 from vita_eval.scorers.matching import can_infer
 from vita_eval.scorers.predictions import NA_STRINGS, align, prediction_text
 from vita_eval.scorers.profiles import Profile, resolve_profile
@@ -101,14 +101,7 @@ class MathVistaScorer:
             notes.append(f"MathVista: judge failed 5 times on {failed} rows, scored wrong")
         metrics: dict[str, Any] = self.aggregate(per_sample)
         metrics["MathVista_acc"] = self.table(per_sample).to_dict(orient="records")
-        return ScoreResult(
-            metrics=metrics,
-            n=len(per_sample),
-            failures=failures,
-            per_sample=per_sample,
-            notes=notes,
-            judge=judge_report(judge),
-        )
+        return ScoreResult.of(per_sample, metrics, failures, notes, judge)
 
     @staticmethod
     def _score_row(row: pd.Series, judge: Any | None, profile: Profile) -> dict[str, Any]:

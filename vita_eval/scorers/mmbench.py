@@ -18,7 +18,7 @@ import pandas as pd
 
 from vita_eval.scorers.base import ScoreResult, register
 from vita_eval.scorers.judge_prompts import mcq_prompt
-from vita_eval.scorers.judging import MCQ_TEMPERATURES, first_accepted, judge_report, usable_judge
+from vita_eval.scorers.judging import MCQ_TEMPERATURES, first_accepted, usable_judge
 from vita_eval.scorers.matching import can_infer
 from vita_eval.scorers.predictions import align, prediction_text
 from vita_eval.scorers.profiles import Profile, resolve_profile
@@ -115,7 +115,7 @@ class MMBenchScorer:
         data = _lower_columns(data)
         rows, failures = align(data, predictions)
         if "answer" not in rows or rows["answer"].isna().all():
-            return ScoreResult(metrics={}, n=0, failures=failures, notes=[NO_ANSWERS_NOTE], judge=judge_report(judge))
+            return ScoreResult.of(pd.DataFrame(), {}, failures, [NO_ANSWERS_NOTE], judge)
         active, notes = usable_judge(judge, "MMBench")
         extract = OptionExtractor(profile.matcher_generation, active, random.Random(profile.mcq_random_seed))
         rows = rows.assign(index=rows["index"].astype(int)).sort_values("index", kind="stable")
@@ -129,14 +129,7 @@ class MMBenchScorer:
             notes.append(f"MMBench: {unresolved} groups unresolved without a judge (hit 0)")
         if extract.random_fallbacks:
             notes.append(f"MCQ random fallback fired {extract.random_fallbacks} times (seed {profile.mcq_random_seed})")
-        return ScoreResult(
-            metrics=self.aggregate(per_sample),
-            n=len(per_sample),
-            failures=failures,
-            per_sample=per_sample,
-            notes=notes,
-            judge=judge_report(judge),
-        )
+        return ScoreResult.of(per_sample, self.aggregate(per_sample), failures, notes, judge)
 
     @staticmethod
     def _report_columns(rows: pd.DataFrame) -> dict[str, Any]:

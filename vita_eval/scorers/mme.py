@@ -9,7 +9,7 @@ import pandas as pd
 
 from vita_eval.scorers.base import ScoreResult, register
 from vita_eval.scorers.judge_prompts import yorn_prompt
-from vita_eval.scorers.judging import RISING_TEMPERATURES, first_accepted, judge_report, usable_judge
+from vita_eval.scorers.judging import RISING_TEMPERATURES, first_accepted, usable_judge
 from vita_eval.scorers.predictions import align, prediction_text
 from vita_eval.scorers.profiles import Profile, resolve_profile
 from vita_eval.scorers.yorn import extract_yes_no
@@ -76,14 +76,7 @@ class MMEScorer:
         if left:
             action = "after the judge" if active is not None else "without a judge"
             notes.append(f"MME: {left} of {unknown} Unknown answers remain {action}; scored wrong")
-        return ScoreResult(
-            metrics=self.aggregate(per_sample),
-            n=len(per_sample),
-            failures=failures,
-            per_sample=per_sample,
-            notes=notes,
-            judge=judge_report(judge),
-        )
+        return ScoreResult.of(per_sample, self.aggregate(per_sample), failures, notes, judge)
 
     @staticmethod
     def _rows_with_failed_as_wrong(data: pd.DataFrame, predictions: pd.DataFrame) -> tuple[pd.DataFrame, list]:

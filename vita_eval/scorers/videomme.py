@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from vita_eval.scorers.base import ScoreResult, register
-from vita_eval.scorers.judging import judge_report, usable_judge
+from vita_eval.scorers.judging import usable_judge
 from vita_eval.scorers.mmbench import OptionExtractor
 from vita_eval.scorers.predictions import align, index_key, prediction_text
 from vita_eval.scorers.profiles import Profile, resolve_profile
@@ -172,14 +172,8 @@ class VideoMMEScorer:
             extracted = [vita_parse_answer(p) for p in preds]
             scores = [int(e == a) for e, a in zip(extracted, rows["answer"])]
             per_sample = pd.DataFrame({**base, "parser": "vita", "extracted": extracted, "score": scores})
-            return ScoreResult(
-                metrics=self.aggregate(per_sample),
-                n=len(per_sample),
-                failures=failures,
-                per_sample=per_sample,
-                notes=["Video-MME: scored with VITA's parse_answer.py rules"],
-                judge=judge_report(None),
-            )
+            notes = ["Video-MME: scored with VITA's parse_answer.py rules"]
+            return ScoreResult.of(per_sample, self.aggregate(per_sample), failures, notes)
         return self._score_vlmevalkit(data, rows, preds, base, failures, profile, judge)
 
     def _score_vlmevalkit(
@@ -215,14 +209,7 @@ class VideoMMEScorer:
             notes.append(f"MCQ random fallback fired {extract.random_fallbacks} times (seed {profile.mcq_random_seed})")
         metrics: dict[str, Any] = self.aggregate(per_sample)
         metrics["rating"] = self.rating(per_sample, profile.videomme_rating_format)
-        return ScoreResult(
-            metrics=metrics,
-            n=len(per_sample),
-            failures=failures,
-            per_sample=per_sample,
-            notes=notes,
-            judge=judge_report(judge),
-        )
+        return ScoreResult.of(per_sample, metrics, failures, notes, judge)
 
     @staticmethod
     def _unparsed_score(row: pd.Series, prediction: str, extract: OptionExtractor, profile: Profile) -> int:
