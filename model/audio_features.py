@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import av
 import kaldi_native_fbank as knf
 import numpy as np
 import torch
@@ -40,6 +39,8 @@ def load_audio(path: str | Path, offset_s: float = 0.0, duration_s: float | None
     how WenetSpeech segments are taken out of long opus files without decoding them whole.
     Not clipped: as upstream, resampling ringing may overshoot +-1 by a hair.
     """
+    import av  # only file decoding needs PyAV; features and the encoder do not
+
     path = Path(path)
     if offset_s < 0 or (duration_s is not None and duration_s < 0):
         raise AudioError(f"{path}: offset_s and duration_s must be >= 0 (got {offset_s}, {duration_s})")
@@ -56,6 +57,8 @@ def load_audio(path: str | Path, offset_s: float = 0.0, duration_s: float | None
 
 def _decode_segment(path: Path, offset_s: float, duration_s: float | None, *, seek: bool) -> tuple[np.ndarray, int]:
     """Samples [offset, offset+duration) of the first channel at the native rate."""
+    import av
+
     with av.open(str(path)) as container:
         if not container.streams.audio:
             raise AudioError(f"{path}: no audio stream")
