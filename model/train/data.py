@@ -40,7 +40,6 @@ from vita15.image_processing import (
     preprocess_frames,
     preprocess_image,
 )
-from vita15.video_io import open_video
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +173,8 @@ class VitaJsonDataset(Dataset):
 
     def _frames(self, path: Path) -> torch.Tensor:
         """The demo's frame choice: 1 fps, clamped to [min_frames, max_frames] by linspace."""
+        from vita15.video_io import open_video  # PyAV only for data sets that hold videos
+
         handle = open_video(path)
         indices = demo_frame_indices(handle.n_frames, handle.fps, self.cfg.min_frames, self.cfg.max_frames)
         return preprocess_frames(handle.frames(indices))
