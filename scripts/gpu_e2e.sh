@@ -15,9 +15,8 @@ if [ -d .whl ] && [ "${INSTALL_WHEELS:-1}" = 1 ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
 fi
-# `vita15` is the import name of model/ (pyproject.toml); make it importable without installing.
-mkdir -p /tmp/vita_pkgs && ln -sfn "$PWD/model" /tmp/vita_pkgs/vita15
-export PYTHONPATH=/tmp/vita_pkgs:$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
+# Folders are import names: vita_eval/ and model/vita15/ import without installing.
+export PYTHONPATH=$PWD:$PWD/model:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 
 python3 -m vita15.bench --size "$SIZE" --device "$DEVICE" --dtype bf16 --out "$OUT/model_bench.json"
 CKPT=/tmp/vita15-$SIZE-random

@@ -62,8 +62,11 @@ def cmd_data(args: argparse.Namespace) -> None:
     data_command(args.action, args.suites, Path(args.data_root) if args.data_root else None, args.profile)
 
 
+LS_KINDS = {"loaders": "loader", "presets": "preset", "scorers": "scorer", "judges": "judge", "models": "model"}
+
+
 def cmd_ls(args: argparse.Namespace) -> None:
-    from vita_eval.prompts import list_presets
+    from vita_eval import registry
     from vita_eval.scorers.profiles import PROFILES
     from vita_eval.suites import load_registry
 
@@ -73,9 +76,10 @@ def cmd_ls(args: argparse.Namespace) -> None:
     if args.what in ("profiles", "all"):
         for name in PROFILES:
             print(f"profile {name}")
-    if args.what in ("presets", "all"):
-        for name, doc in sorted(list_presets().items()):
-            print(f"preset {name:22s} {doc}")
+    for plural, kind in LS_KINDS.items():
+        if args.what in (plural, "all"):
+            for name, target in registry.names(kind).items():
+                print(f"{kind:7s} {name:22s} {registry.describe(target)}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -166,8 +170,8 @@ def _add_misc(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default="vlmevalkit-2026.08")
     p.set_defaults(fn=cmd_data)
 
-    p = sub.add_parser("ls", help="suites, profiles and prompt presets")
-    p.add_argument("what", nargs="?", default="all", choices=["all", "suites", "profiles", "presets"])
+    p = sub.add_parser("ls", help="suites, profiles and every plug-in kind (loaders, presets, scorers, judges, models)")
+    p.add_argument("what", nargs="?", default="all", choices=["all", "suites", "profiles", *LS_KINDS])
     p.set_defaults(fn=cmd_ls)
 
     p = sub.add_parser("report", help="compare run directories in Markdown + PNG")

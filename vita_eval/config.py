@@ -1,8 +1,10 @@
 """Run configuration: defaults < YAML file < command line.
 
 One flat dataclass, so the resolved configuration written to `run.json` is exactly
-what ran. Per-suite tweaks go in `suite_args: {SUITE: {preset_args: ..., data: ...}}`
-rather than in more top-level keys.
+what ran. Per-suite tweaks go in `suite_args: {SUITE: {preset_args: {...}}}` rather than
+in more top-level keys; on the command line they are dotted, torchtune / OmegaConf style:
+`--set suites.LibriSpeech_test_other.prompt="..."` (short for
+`suite_args.LibriSpeech_test_other.preset_args.prompt`).
 """
 from __future__ import annotations
 
@@ -62,14 +64,43 @@ def load_yaml_config(path: Path) -> dict[str, Any]:
     return values
 
 
+SUITE_ARG_KEYS = ("preset_args",)  # what suite_args[SUITE] may hold; other keys are preset arguments
+
+
+def _dotted(key: str, value: Any) -> dict[str, Any]:
+    """`a.b.c=v` -> {a: {b: {c: v}}}, with `suites.NAME.KEY` meaning `suite_args.NAME.preset_args.KEY`."""
+    parts = key.split(".")
+    if parts[0] == "suites" and len(parts) > 1:
+        parts[0] = "suite_args"
+    if parts[0] == "suite_args" and len(parts) > 2 and parts[2] not in SUITE_ARG_KEYS:
+        parts.insert(2, "preset_args")
+    if any(not p for p in parts):
+        raise ValueError(f"--set: empty part in key {key!r}")
+    nested: Any = value
+    for part in reversed(parts[1:]):
+        nested = {part: nested}
+    return {parts[0]: nested}
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge: mappings merge key by key, anything else in `extra` replaces."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """`--set key=value` pairs; values are parsed as YAML scalars (numbers, true/false, lists)."""
+    """`--set key=value` pairs; values are parsed as YAML scalars (numbers, true/false, lists); keys may be dotted."""
     values: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
             raise ValueError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
-        values[key.strip()] = yaml.safe_load(raw)
+        values = merge(values, _dotted(key.strip(), yaml.safe_load(raw)))
     return values
 
 
@@ -80,8 +111,7 @@ def resolve(yaml_path: Path | None, cli: dict[str, Any]) -> RunConfig:
         values.update(_anchor_data_paths(load_yaml_config(yaml_path), Path(yaml_path).parent))
     given = {k: v for k, v in cli.items() if v is not None}
     _check_keys(given, "command line")
-    values.update(given)
-    return RunConfig(**values)
+    return RunConfig(**merge(values, given))
 
 
 def _anchor_data_paths(values: dict[str, Any], base: Path) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 A suite names its data source (loader, path under the data root, md5, url), its prompt
 preset, its scorer, whether it needs a judge, and which metrics are its headline and
 categories. Shared fields live in `_*.yaml` files pulled in with `include:`. Code only
-exists where logic is needed: loaders in `vita_eval.data`, presets in
-`vita_eval.prompts`, scorers in `vita_eval.scorers`.
+exists where logic is needed: loaders, presets and scorers are looked up by name in
+`vita_eval.registry`, and suite folders other than `benchmarks/` (a plug-in's) are the
+registry's `suites` kind.
 """
 from __future__ import annotations
 
@@ -14,15 +15,17 @@ from typing import Any
 
 import yaml
 
+from vita_eval import registry
 from vita_eval.types import SuiteData, SuiteError
 
 BENCHMARKS_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
+registry.register("suites", "builtin")(BENCHMARKS_DIR)
 
 
 @dataclass(frozen=True)
 class SuiteSpec:
     name: str
-    loader: str  # tsv | videomme | librispeech | aishell | wenetspeech | manifest
+    loader: str  # a registered loader: tsv | videomme | librispeech | aishell | wenetspeech | manifest | ...
     path: str  # relative to the data root
     dataset_type: str  # Y/N | MCQ | VQA | Video-MCQ | ASR
     preset: str
@@ -30,10 +33,9 @@ class SuiteSpec:
     judge: str = "none"  # none | optional | required
     md5: str | dict[str, str] | None = None  # one md5, or {profile: md5} where files changed
     url: str | None = None
-    required_columns: tuple[str, ...] = ()
     preset_args: dict[str, Any] = field(default_factory=dict)
     profile_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {videomme_parser: vita}
-    loader_args: dict[str, Any] = field(default_factory=dict)
+    loader_args: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the loader
     headline: tuple[str, ...] = ()
     categories: dict[str, Any] = field(default_factory=dict)
     description: str = ""
@@ -56,29 +58,37 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def _spec_from_dict(raw: dict[str, Any], origin: Path) -> SuiteSpec:
     try:
         raw = dict(raw)
-        for key in ("required_columns", "headline"):
-            raw[key] = tuple(raw.get(key, ()))
+        raw["headline"] = tuple(raw.get("headline", ()))
         return SuiteSpec(**raw)
     except TypeError as exc:
         raise SuiteError(f"{origin}: invalid suite declaration: {exc}") from exc
 
 
-def load_registry(directory: Path = BENCHMARKS_DIR) -> dict[str, SuiteSpec]:
-    """Every `benchmarks/*.yaml` that is not a `_shared` include, keyed by suite name."""
+def load_registry(directory: Path | None = None) -> dict[str, SuiteSpec]:
+    """Every suite YAML that is not a `_shared` include, keyed by suite name.
+
+    With no `directory`, every registered suite folder (`benchmarks/` and plug-ins') is read;
+    a suite name defined twice is an error naming both files.
+    """
+    folders = [directory] if directory is not None else list(registry.names("suites").values())
     specs: dict[str, SuiteSpec] = {}
-    for path in sorted(directory.glob("*.yaml")):
-        if path.name.startswith("_") or path.name.startswith("default"):
-            continue
-        spec = _spec_from_dict(_read_yaml(path), path)
-        specs[spec.name] = spec
+    origins: dict[str, Path] = {}
+    for folder in folders:
+        for path in sorted(Path(folder).glob("*.yaml")):
+            if path.name.startswith("_") or path.name.startswith("default"):
+                continue
+            spec = _spec_from_dict(_read_yaml(path), path)
+            if spec.name in origins:
+                raise SuiteError(f"suite {spec.name!r} is defined twice: {origins[spec.name]} and {path}")
+            specs[spec.name], origins[spec.name] = spec, path
     return specs
 
 
-def get_suite(name: str, directory: Path = BENCHMARKS_DIR) -> SuiteSpec:
-    registry = load_registry(directory)
-    if name not in registry:
-        raise SuiteError(f"unknown suite {name!r}; known: {', '.join(sorted(registry))}")
-    return registry[name]
+def get_suite(name: str, directory: Path | None = None) -> SuiteSpec:
+    registry_ = load_registry(directory)
+    if name not in registry_:
+        raise SuiteError(f"unknown suite {name!r}; known: {', '.join(sorted(registry_))}")
+    return registry_[name]
 
 
 def data_path(spec: SuiteSpec, root: Path, override: str | Path | None = None) -> Path:
@@ -86,19 +96,11 @@ def data_path(spec: SuiteSpec, root: Path, override: str | Path | None = None) -
 
 
 def load_suite_data(spec: SuiteSpec, path: Path) -> SuiteData:
-    """Dispatch to the loader for the suite's official layout."""
-    from vita_eval.data import asr, tsv, videomme
-
+    """The suite's registered loader on its official layout: `loader(path, suite=NAME, **loader_args)`."""
     if not path.exists():
         raise SuiteError(f"{spec.name}: data not found at {path} (set --data-root / $LMUData or --data)")
-    loaders = {
-        "tsv": lambda: tsv.load_tsv_suite(path, suite=spec.name, required_columns=spec.required_columns),
-        "videomme": lambda: videomme.load_videomme(path, suite=spec.name),
-        "librispeech": lambda: asr.load_librispeech(path, suite=spec.name),
-        "aishell": lambda: asr.load_aishell(path, suite=spec.name),
-        "wenetspeech": lambda: asr.load_wenetspeech(path, suite=spec.name, **spec.loader_args),
-        "manifest": lambda: asr.load_manifest(path, suite=spec.name),
-    }
-    if spec.loader not in loaders:
-        raise SuiteError(f"{spec.name}: unknown loader {spec.loader!r}")
-    return loaders[spec.loader]()
+    try:
+        loader = registry.get("loader", spec.loader)
+    except registry.RegistryError as exc:
+        raise SuiteError(f"{spec.name}: {exc}") from exc
+    return loader(path, suite=spec.name, **spec.loader_args)

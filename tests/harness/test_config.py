@@ -28,3 +28,21 @@ def test_set_values_are_yaml_parsed() -> None:
         "limit": 4, "check_md5": False, "suites": ["MME", "AISHELL1_test"]}
     with pytest.raises(ValueError):
         parse_set(["limit"])
+
+
+def test_dotted_suite_overrides_merge_with_the_yaml(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("suite_args: {MME: {preset_args: {max_tiles: 2}}}\n")
+    cli = parse_set(['suites.LibriSpeech_test_other.prompt="Transcribe:"', "suites.MME.preset_args.max_new_tokens=4"])
+    assert cli == {"suite_args": {"LibriSpeech_test_other": {"preset_args": {"prompt": "Transcribe:"}},
+                                  "MME": {"preset_args": {"max_new_tokens": 4}}}}
+    cfg = resolve(cfg_file, cli)
+    assert cfg.suite_args["MME"]["preset_args"] == {"max_tiles": 2, "max_new_tokens": 4}  # merged, not replaced
+    assert cfg.suite_args["LibriSpeech_test_other"]["preset_args"]["prompt"] == "Transcribe:"
+
+
+def test_old_suite_args_form_and_unknown_dotted_keys() -> None:
+    old = parse_set(['suite_args={LibriSpeech_test_other: {preset_args: {prompt: "x"}}}'])
+    assert old == parse_set(["suites.LibriSpeech_test_other.prompt=x"])
+    with pytest.raises(ValueError, match="batchsize"):
+        resolve(None, parse_set(["batchsize.x=3"]))

@@ -1,5 +1,5 @@
 """The declarative suite registry: names, md5 pins, and that every reference resolves."""
-from vita_eval.prompts import get_preset
+from vita_eval import registry
 from vita_eval.scorers.base import get_scorer
 from vita_eval.suites import get_suite, load_registry
 
@@ -20,7 +20,7 @@ def test_registry_has_the_official_names() -> None:
 
 def test_every_suite_references_a_real_preset_and_scorer() -> None:
     for spec in load_registry().values():
-        assert callable(get_preset(spec.preset)), spec.name
+        assert callable(registry.get("preset", spec.preset)), spec.name
         assert get_scorer(spec.scorer).name == spec.scorer, spec.name
         assert spec.judge in {"none", "optional", "required"}
 

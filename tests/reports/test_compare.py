@@ -14,12 +14,12 @@ from vita_eval.reports import plots
 from vita_eval.reports.compare import compare_runs, load_runs, write_report
 from vita_eval.reports.markdown import load_references
 from vita_eval.reports.stats import metric_float
-from vita_eval.scorers.base import register
+from vita_eval.registry import register
 
 CATEGORIES = ("color", "count", "OCR")
 
 
-@register("toy_yorn")
+@register("scorer", "toy_yorn")
 class ToyYorn:
     """Accuracy in percent, overall and per category (a tiny MME/MathVista-like scorer)."""
 
@@ -34,7 +34,7 @@ class ToyYorn:
         return out
 
 
-@register("toy_video")
+@register("scorer", "toy_video")
 class ToyVideo:
     """Video-MME-like: fractions stored as "%.3f" strings under "duration|dimension" keys."""
 
@@ -259,7 +259,7 @@ def test_html_is_self_contained_and_carries_the_tables(two_runs):
     assert "<li>95% CI: percentile bootstrap" in page
 
 
-@register("toy_broken")
+@register("scorer", "toy_broken")
 class ToyBroken:
     """A scorer whose aggregate cannot handle its own per_sample table."""
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from vita15 import synthetic as syn
 from vita15.checkpoint import write_checkpoint, write_tokenizer
 from vita15.configuration_vita import tiny_config
 from vita15.conversation import load_tokenizer
-from vita15.train import synthetic as syn
 
 MME = " Please answer yes or no. Answer the question using a single word or phrase."
 

@@ -9,14 +9,15 @@ from pathlib import Path
 import av
 import pytest
 
-from vita15.train import synthetic as syn
+from vita15 import synthetic as syn
+from vita15.train import synthetic as training_set
 
 STAGES = ("caption", "qa", "asr", "spoken_qa", "video_qa")
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return syn.build_training_set(tmp_path_factory.mktemp("train"), n_images=12, seed=3)
+    return training_set.build_training_set(tmp_path_factory.mktemp("train"), n_images=12, seed=3)
 
 
 def load(root: Path) -> dict[str, list[dict]]:
@@ -77,7 +78,7 @@ def test_training_json_is_valid(built: Path) -> None:
             for key, tag in (("image", "<image>"), ("video", "<video>"), ("audio", "<audio>")):
                 assert (key in s) == (tag in human), (name, s["id"])
                 if key in s:
-                    folder = syn.AUDIO_FOLDER if key == "audio" else syn.SET_FOLDERS[s["set"]]
+                    folder = training_set.AUDIO_FOLDER if key == "audio" else training_set.SET_FOLDERS[s["set"]]
                     assert (built / folder / s[key]).is_file()
             if "image" in s or "video" in s:
                 assert human.startswith(("<image>\n", "<video>\n"))
@@ -105,8 +106,8 @@ def test_asr_transcripts_share_words_not_sentences(built: Path) -> None:
 
 
 def test_same_seed_same_json(built: Path, tmp_path: Path) -> None:
-    again = syn.build_training_set(tmp_path / "a", n_images=12, seed=3)
+    again = training_set.build_training_set(tmp_path / "a", n_images=12, seed=3)
     assert load(again) == load(built)
     assert (again / "images" / "img_00000.png").read_bytes() == (built / "images" / "img_00000.png").read_bytes()
-    other = syn.build_training_set(tmp_path / "b", n_images=12, seed=4)
+    other = training_set.build_training_set(tmp_path / "b", n_images=12, seed=4)
     assert load(other)["qa"] != load(built)["qa"]

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from vita_eval.data.checksums import file_md5
+from vita_eval.registry import register
 from vita_eval.types import Media, Sample, SampleError, SuiteData, SuiteError
 
 LANGUAGES = ("en", "zh")
@@ -77,6 +78,7 @@ def _id_text_lines(path: Path) -> Iterable[tuple[int, str, str]]:
                 yield number, uid, text.strip()
 
 
+@register("loader", "librispeech")
 def load_librispeech(root: Path, *, suite: str) -> SuiteData:
     """One LibriSpeech set (e.g. `LibriSpeech/test-other`): `<spk>/<chapter>/<spk>-<chapter>.trans.txt`
     with `<utt-id>.flac` beside it. A missing flac fails its own sample when loaded."""
@@ -94,6 +96,7 @@ def load_librispeech(root: Path, *, suite: str) -> SuiteData:
     return build_suite(utts, suite=suite, origin=root, files=transcripts, problems=problems)
 
 
+@register("loader", "aishell")
 def load_aishell(root: Path, *, suite: str) -> SuiteData:
     """AISHELL-1 test: `wav/test/<spk>/*.wav` (at any depth under `root`) with the ids of
     `transcript/aishell_transcript_v0.8.txt`; as in the standard 7,176-utterance test set,
@@ -123,6 +126,7 @@ def _wenet_segments(meta: dict, subset: str, root: Path, path: Path) -> Iterable
                 raise SuiteError(f"{path}: audios[{a}].segments[{s}]: bad segment ({type(exc).__name__}: {exc})") from exc
 
 
+@register("loader", "wenetspeech")
 def load_wenetspeech(root: Path, *, suite: str, subset: str = "TEST_NET") -> SuiteData:
     """WenetSpeech `TEST_NET` or `TEST_MEETING` from `WenetSpeech.json` and the opus files it names."""
     root = Path(root)
@@ -152,6 +156,7 @@ def _manifest_utterance(entry: object, number: int, folder: Path, language: str 
     )
 
 
+@register("loader", "manifest")
 def load_manifest(path: Path, *, suite: str, language: str | None = None) -> SuiteData:
     """A JSONL manifest: per line `audio` (relative to the manifest's folder), `text`, and optional
     `offset`, `duration` (s), `language` (`en`|`zh`, else `language` here), `id` (else the line number).

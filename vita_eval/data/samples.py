@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from vita15.train import synthetic as syn
+from vita15 import synthetic as syn
 
 MMBENCH_TEMPLATES: tuple[str, ...] = tuple(syn.MC_TEMPLATES)
 # (domain, sub_category) pairs from VLMEvalKit's fixed Video-MME lists.

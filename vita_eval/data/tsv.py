@@ -16,6 +16,7 @@ import pandas as pd
 
 from vita_eval.data.checksums import file_md5
 from vita_eval.data.images import row_image_media
+from vita_eval.registry import register
 from vita_eval.types import Sample, SuiteData, SuiteError
 
 
@@ -69,8 +70,9 @@ def _drop_rows_without_image(table: pd.DataFrame, path: Path) -> tuple[pd.DataFr
     return table[~empty], problems
 
 
+@register("loader", "tsv")
 def load_tsv_suite(
-    path: Path, *, suite: str, required_columns: Sequence[str], jpeg_roundtrip: bool = True
+    path: Path, *, suite: str, required_columns: Sequence[str] = (), jpeg_roundtrip: bool = True
 ) -> SuiteData:
     """Load an image-suite TSV: the scorer's table (no `image` column) and lazy samples.
 

@@ -23,6 +23,7 @@ import pysubs2
 from vita15.video_io import VideoError, VideoHandle, open_video
 from vita_eval.data.checksums import file_md5
 from vita_eval.data.tsv import normalize_index, read_table, require_columns
+from vita_eval.registry import register
 from vita_eval.types import Media, Sample, SampleError, SuiteData, SuiteError
 
 PARQUET = Path("videomme/test-00000-of-00001.parquet")
@@ -129,6 +130,7 @@ def _video_loader(path: Path) -> Callable[[], VideoHandle]:
     return load
 
 
+@register("loader", "videomme")
 def load_videomme(root: Path, *, suite: str = "Video-MME") -> SuiteData:
     """Load Video-MME from its data root; `fields` carry absolute `video_path` and
     `subtitle_path` (None when the .srt is missing), the table keeps VLMEvalKit's values."""

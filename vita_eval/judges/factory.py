@@ -2,7 +2,8 @@
 
 * ``None``, ``"none"``, ``"exact_matching"``: no judge (the scorer matches exactly).
 * ``"local:/path/to/qwen"``: an in-process LocalJudge.
-* anything else: an OpenAIJudge. VLMEvalKit's aliases map to their pinned versions
+* ``"openai:NAME"`` or any other name: an OpenAIJudge.
+* ``"SCHEME:ARG"`` for a judge backend a plug-in registered with ``@register("judge", SCHEME)``. VLMEvalKit's aliases map to their pinned versions
   (``gpt-4o-mini`` -> ``gpt-4o-mini-2024-07-18``, ...); an unknown name passes through.
   As in VLMEvalKit, a non-empty ``LOCAL_LLM`` replaces the model name whatever the
   alias: that is how the name a local server registered is chosen. VLMEvalKit sends
@@ -18,9 +19,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from vita_eval import registry
 from vita_eval.judges.base import Judge
 from vita_eval.judges.cache import JudgeCache
-from vita_eval.judges.local import LocalJudge
 from vita_eval.judges.openai_judge import OPENAI_BASE_URL, OpenAIJudge
 
 MODEL_ALIASES: dict[str, str] = {
@@ -40,7 +41,7 @@ MODEL_ALIASES: dict[str, str] = {
     "llama31-8b": "meta-llama/Llama-3.1-8B-Instruct",
 }
 NO_JUDGE = {"none", "exact_matching"}
-LOCAL_PREFIX = "local:"
+DEFAULT_BACKEND = "openai"
 
 
 def resolve_model(alias: str) -> str:
@@ -52,14 +53,28 @@ def resolve_base_url(base_url: str | None) -> str:
     return base_url or os.environ.get("OPENAI_API_BASE") or OPENAI_BASE_URL
 
 
+@registry.register("judge", "openai")
+def openai_backend(name: str, *, cache: JudgeCache, base_url: str | None = None, max_concurrency: int = 32,
+                   retry: int = 6, timeout: float = 600.0) -> Judge:
+    """Any OpenAI-compatible endpoint (GPT-4-class APIs, vLLM / LMDeploy / SGLang, `judge serve`)."""
+    return OpenAIJudge(resolve_model(name), resolve_base_url(base_url), cache=cache,
+                       max_concurrency=max_concurrency, retry=retry, timeout=timeout)
+
+
+@registry.register("judge", "local")
+def local_backend(path: str, *, cache: JudgeCache, **_network: object) -> Judge:
+    """A Qwen2/Qwen2.5 checkpoint folder run in process (local:/path/to/qwen)."""
+    from vita_eval.judges.local import LocalJudge
+
+    return LocalJudge(Path(path), cache=cache)
+
+
 def build_judge(spec: str | None, *, base_url: str | None = None,
                 cache_dir: str | os.PathLike[str] | None = None, max_concurrency: int = 32,
                 retry: int = 6, timeout: float = 600.0) -> Judge | None:
     """A judge for ``spec`` (see the module docstring), or None for exact matching."""
     if spec is None or spec.strip().lower() in NO_JUDGE:
         return None
-    cache = JudgeCache(cache_dir)
-    if spec.startswith(LOCAL_PREFIX):
-        return LocalJudge(Path(spec[len(LOCAL_PREFIX):]), cache=cache)
-    return OpenAIJudge(resolve_model(spec.strip()), resolve_base_url(base_url), cache=cache,
-                       max_concurrency=max_concurrency, retry=retry, timeout=timeout)
+    scheme, arg = registry.split_spec("judge", spec.strip(), DEFAULT_BACKEND)
+    return registry.get("judge", scheme)(arg, cache=JudgeCache(cache_dir), base_url=base_url,
+                                         max_concurrency=max_concurrency, retry=retry, timeout=timeout)

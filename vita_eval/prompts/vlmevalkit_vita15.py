@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from vita_eval.prompts import register
+from vita_eval.registry import register
 from vita_eval.types import GenerationParams, Request, Sample
 
 _CJK = re.compile("[\u4e00-\u9fff]")
@@ -70,7 +70,7 @@ def text_prompt(dataset: str, dataset_type: str, fields: dict[str, Any]) -> str:
     return question
 
 
-@register("vlmevalkit-vita15")
+@register("preset", "vlmevalkit-vita15")
 def build(sample: Sample, suite: Any, args: dict[str, Any]) -> Request:
     """VLMEvalKit VITAQwen2 adapter: tiles per dataset, suffixes, CJK-aware MCQ instruction."""
     dataset = suite.name

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +16,7 @@ import pandas as pd
 
 from vita_eval.reports import markdown, plots
 from vita_eval.reports.markdown import load_references
+from vita_eval.reports.rows import Comparison, McNemar
 from vita_eval.reports.rundir import Run, SuiteResult, read_run, unique_labels
 from vita_eval.reports.stats import (
     Aggregate,
@@ -31,34 +31,7 @@ from vita_eval.reports.stats import (
     paired_diffs,
     percentile_ci,
 )
-from vita_eval.scorers.base import SCORERS, get_scorer
-
-
-@dataclass(frozen=True)
-class McNemar:
-    """McNemar's exact test of one run against the baseline on one suite."""
-
-    p: float
-    column: str
-    n_pairs: int
-
-
-@dataclass
-class Comparison:
-    """Everything the renderers need: runs, table rows, suite-level tests and loud warnings."""
-
-    runs: list[Run]
-    rows: list[MetricComparison] = field(default_factory=list)
-    mcnemar: dict[tuple[str, str], McNemar] = field(default_factory=dict)  # (suite, run label) -> test
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def baseline(self) -> Run:
-        return self.runs[0]
-
-    @property
-    def labels(self) -> list[str]:
-        return [run.label for run in self.runs]
+from vita_eval.scorers.base import get_scorer
 
 
 class _Bootstraps:
@@ -81,8 +54,7 @@ def resolve_aggregate(scorer: str | None) -> tuple[Aggregate | None, str | None]
     if not scorer:
         return None, "scores.json names no scorer"
     try:
-        factory = SCORERS.get(scorer)
-        return (factory() if factory else get_scorer(scorer)).aggregate, None
+        return get_scorer(scorer).aggregate, None
     except (KeyError, ImportError) as err:
         return None, f"scorer {scorer!r} unavailable ({err})"
 

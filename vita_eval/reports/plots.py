@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from vita_eval.reports.markdown import delta_cell, row_places  # noqa: E402
+from vita_eval.reports.rows import delta_cell, row_places  # noqa: E402
 from vita_eval.reports.stats import MetricComparison, lower_is_better  # noqa: E402
 
 DPI = 100

@@ -16,8 +16,8 @@ from typing import Any
 from vita_eval.config import RunConfig
 from vita_eval.data.checksums import file_md5
 from vita_eval.models import load_model
-from vita_eval.models.vita import pick_device, pick_dtype, resolve_model_path
-from vita_eval.prompts import get_preset
+from vita_eval.models.vita import pick_device, pick_dtype
+from vita_eval import registry
 from vita_eval.runner import provenance
 from vita_eval.runner.distributed import Dist, init_distributed, shutdown
 from vita_eval.runner.inference import check_fingerprint, infer_suite
@@ -113,7 +113,7 @@ def run_one_suite(name: str, cfg: RunConfig, model: Any, judges: _Judges, out: P
         check_fingerprint(suite_dir, {"model": model.identity, "preset": spec.preset, "preset_args": preset_args,
                                       "max_new_tokens": cfg.max_new_tokens})
     dist.barrier()
-    stats = infer_suite(model, spec, samples, suite_dir, preset=get_preset(spec.preset), preset_args=preset_args,
+    stats = infer_suite(model, spec, samples, suite_dir, preset=registry.get("preset", spec.preset), preset_args=preset_args,
                         batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, dist=dist)
     dist.barrier()
     if not dist.is_main:
@@ -139,9 +139,6 @@ def run(cfg: RunConfig) -> Path:
     dist = init_distributed(device)
     if device == "cuda" and dist.world > 1:
         device = f"cuda:{dist.local_rank}"
-    if dist.is_main and not cfg.model.startswith("whisper:"):
-        resolve_model_path(cfg.model)  # rank 0 writes the builtin checkpoint on first use
-    dist.barrier()
     model = load_model(cfg.model, device=device, dtype=pick_dtype(cfg.dtype, device), name=cfg.model_name)
     out = Path(cfg.out or Path("outputs") / model.name)
     if dist.is_main:

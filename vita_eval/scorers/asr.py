@@ -13,8 +13,9 @@ from typing import Any
 import jiwer
 import pandas as pd
 
+from vita_eval.registry import register
 from vita_eval.scorers.asr_normalizers import NORMALIZERS
-from vita_eval.scorers.base import ScoreResult, register
+from vita_eval.scorers.base import ScoreResult
 from vita_eval.scorers.predictions import align
 from vita_eval.scorers.profiles import Profile, resolve_profile
 from vita_eval.types import SuiteError
@@ -49,6 +50,8 @@ def _check_languages(rows: pd.DataFrame) -> None:
 
 
 class ASRScorer:
+    """Corpus-level WER/CER per set with the wenet or whisper normalizer (wenet compute-wer / jiwer)."""
+
     name = "asr"
 
     def score(
@@ -97,4 +100,4 @@ class ASRScorer:
         return out
 
 
-register("asr")(ASRScorer)
+register("scorer", "asr")(ASRScorer)

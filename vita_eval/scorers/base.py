@@ -1,4 +1,4 @@
-"""What every scorer returns, and the registry that maps a suite's `scorer:` name to it.
+"""What every scorer returns, and how a suite's `scorer:` name becomes a scorer.
 
 A scorer takes the dataset rows and the predictions (both pandas DataFrames in
 VLMEvalKit's column layout) and returns a `ScoreResult`. Its `per_sample` table
@@ -10,7 +10,7 @@ same `aggregate` again: one source of truth for every number.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -46,21 +46,8 @@ class Scorer(Protocol):
     def aggregate(self, per_sample: pd.DataFrame) -> dict[str, float]: ...
 
 
-SCORERS: dict[str, Callable[[], Scorer]] = {}
-
-
-def register(name: str) -> Callable[[Callable[[], Scorer]], Callable[[], Scorer]]:
-    def deco(factory: Callable[[], Scorer]) -> Callable[[], Scorer]:
-        SCORERS[name] = factory
-        return factory
-
-    return deco
-
-
 def get_scorer(name: str) -> Scorer:
-    # import the modules so their @register calls run
-    from vita_eval.scorers import asr, mathvista, mmbench, mme, videomme  # noqa: F401
+    """A fresh scorer for a suite's `scorer:` name (see `vita_eval.registry`)."""
+    from vita_eval.registry import get
 
-    if name not in SCORERS:
-        raise KeyError(f"unknown scorer {name!r}; known: {sorted(SCORERS)}")
-    return SCORERS[name]()
+    return get("scorer", name)()

@@ -12,7 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from vita_eval.scorers.base import ScoreResult, register
+from vita_eval.registry import register
+from vita_eval.scorers.base import ScoreResult
 from vita_eval.scorers.judge_prompts import mathvista_prompt
 from vita_eval.scorers.judging import RISING_TEMPERATURES, first_accepted, usable_judge
 from vita_eval.scorers.matching import can_infer
@@ -79,6 +80,8 @@ def _judge_extract(judge: Any | None, row: pd.Series, prediction: str) -> str | 
 
 
 class MathVistaScorer:
+    """MathVista: VLMEvalKit's judge extraction then its exact-match rules, accuracy per task and skill."""
+
     name = "mathvista"
 
     def score(
@@ -146,4 +149,4 @@ class MathVistaScorer:
         return {row["Task&Skill"]: float(row["acc"]) for _, row in self.table(per_sample).iterrows()}
 
 
-register("mathvista")(MathVistaScorer)
+register("scorer", "mathvista")(MathVistaScorer)

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vita_eval.scorers.base import ScoreResult, register
+from vita_eval.registry import register
+from vita_eval.scorers.base import ScoreResult
 from vita_eval.scorers.judge_prompts import mcq_prompt
 from vita_eval.scorers.judging import MCQ_TEMPERATURES, first_accepted, usable_judge
 from vita_eval.scorers.matching import can_infer
@@ -99,6 +100,8 @@ def _mean_by_split(rows: pd.DataFrame, split: str) -> float:
 
 
 class MMBenchScorer:
+    """MMBench CircularEval: VLMEvalKit's option matcher (three generations), judge fallback, L2 categories."""
+
     name = "mmbench"
 
     def score(
@@ -194,4 +197,4 @@ class MMBenchScorer:
         return metrics
 
 
-register("mmbench")(MMBenchScorer)
+register("scorer", "mmbench")(MMBenchScorer)

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vita_eval.scorers.base import ScoreResult, register
+from vita_eval.registry import register
+from vita_eval.scorers.base import ScoreResult
 from vita_eval.scorers.judge_prompts import yorn_prompt
 from vita_eval.scorers.judging import RISING_TEMPERATURES, first_accepted, usable_judge
 from vita_eval.scorers.predictions import align, prediction_text
@@ -43,6 +44,8 @@ def _category_score(rows: pd.DataFrame) -> float:
 
 
 class MMEScorer:
+    """MME: Yes/No extraction, acc + acc+ per category, perception and reasoning sums (MME_rating)."""
+
     name = "mme"
 
     def score(
@@ -114,4 +117,4 @@ class MMEScorer:
         }
 
 
-register("mme")(MMEScorer)
+register("scorer", "mme")(MMEScorer)

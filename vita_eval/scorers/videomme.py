@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vita_eval.scorers.base import ScoreResult, register
+from vita_eval.registry import register
+from vita_eval.scorers.base import ScoreResult
 from vita_eval.scorers.judging import usable_judge
 from vita_eval.scorers.mmbench import OptionExtractor
 from vita_eval.scorers.predictions import align, index_key, prediction_text
@@ -151,6 +152,8 @@ def dimension_means(per_sample: pd.DataFrame) -> dict[str, dict[str, Any]]:
 
 
 class VideoMMEScorer:
+    """Video-MME: VLMEvalKit's (or VITA's) answer parser, accuracy by duration, domain and task type."""
+
     name = "videomme"
 
     def score(
@@ -286,4 +289,4 @@ class VideoMMEScorer:
         return metrics
 
 
-register("videomme")(VideoMMEScorer)
+register("scorer", "videomme")(VideoMMEScorer)

@@ -18,11 +18,12 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import Dataset
+
 from vita15.conversation import load_tokenizer
 from vita15.modeling_vita import VITAQwen2ForCausalLM
 
 from .data import DataConfig, VitaJsonDataset, fbank_file
-from .objectives import default_tokenizer_dir, export_vita, load_model
+from .model_io import default_tokenizer_dir, export_vita, load_model
 from .stages import Phase, apply_trainable
 
 HEAD_FILE = "ctc_head.safetensors"

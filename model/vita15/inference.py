@@ -33,7 +33,6 @@ STOP_WINDOW = 16  # tokens decoded to look for stop strings (like KeywordsStoppi
 # cuDNN SDPA builds a new graph for every new key length (≈35 ms per decode step on an H100);
 # the flash / memory-efficient kernels have no per-shape setup.
 DECODE_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -62,14 +61,6 @@ class _WarningCollector(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
-
-
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    return DTYPES[dtype]
 
 
 def prepare_request(request: Any, tokenizer, dither: float = 0.0) -> PreparedRequest:

@@ -37,6 +37,8 @@ from torch.distributed.checkpoint.state_dict import (
 from tqdm import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from vita15.checkpoint import DTYPES
+
 from .stages import param_groups
 
 logger = logging.getLogger(__name__)
@@ -45,7 +47,6 @@ LOG_FILE = "train_log.jsonl"
 CHECKPOINTS = "checkpoints"
 COMPLETE = "COMPLETE"
 LENGTH_GROUP = 16  # global batches per length-sorted window
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass

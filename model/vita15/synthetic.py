@@ -1,21 +1,14 @@
-"""Synthetic, fully deterministic data: shape scenes, espeak speech, tiny videos.
+"""Synthetic, fully deterministic media and questions: shape scenes, espeak speech, tiny videos.
 
-Two consumers share these primitives: the bundled sample suites (`vita_eval.data.samples`)
-and the synthetic VITA-JSON training set (`build_training_set`). Sharing the question
-templates and the prompt constants below is the point: a tiny model trained on this set
-sees exactly the question styles and answer formats the harness uses at evaluation, so a
-trained checkpoint must beat its random initialisation on the sample suites.
-
-Training-set layout (`build_training_set`):
-    OUT/caption.json qa.json asr.json spoken_qa.json video_qa.json   (VITA-JSON lists)
-    OUT/images/*.png   OUT/videos/*.mp4   OUT/audio/*.wav
-`set` keys map to folders through `SET_FOLDERS` (a recipe maps them to absolute paths);
-`audio` names are relative to `AUDIO_FOLDER`.
+Two consumers share these primitives: the harness's bundled sample suites
+(`vita_eval.data.samples`) and the synthetic VITA-JSON training set
+(`vita15.train.synthetic`). Sharing the question templates and the prompt constants
+below is the point: a tiny model trained on that set sees exactly the question styles
+and answer formats the harness uses at evaluation. The module lives in `vita15` (not in
+`vita15.train`) so that the harness never imports training code.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import subprocess
 from dataclasses import dataclass
@@ -67,8 +60,6 @@ ZH_PLACES: tuple[str, ...] = ("左边", "右边", "上面", "下面", "旁边")
 
 SAMPLE_RATE = 16000
 LETTERS = "ABCD"
-SET_FOLDERS: dict[str, str] = {"synth_images": "images", "synth_videos": "videos", "synth_audio": "audio"}
-AUDIO_FOLDER = "audio"
 BITEXACT = {"fflags": "+bitexact"}  # no random Ogg serials or version tags: same seed, same bytes
 
 
@@ -509,15 +500,6 @@ def video_choices(facts: VideoFacts, rng: random.Random) -> list[tuple[Choice, s
     ]
 
 
-# --- Training set ------------------------------------------------------------------------
-CAPTION_PROMPTS: tuple[str, ...] = ("Describe the image briefly.", "What is in this image?",
-                                    "Give a short caption for the image.")
-
-
-def _sample(set_name: str, sid: str, human: str, gpt: str, **media: str) -> dict:
-    return {"set": set_name, "id": sid, **media,
-            "conversations": [{"from": "human", "value": human}, {"from": "gpt", "value": gpt}]}
-
 
 def scene_for(rng: random.Random, accept: Callable[[Scene], object]) -> tuple[Scene, object]:
     """Draw scenes until `accept` returns a non-None result (templates need some layouts)."""
@@ -528,103 +510,3 @@ def scene_for(rng: random.Random, accept: Callable[[Scene], object]) -> tuple[Sc
             return scene, result
 
 
-SpokenItem = tuple[str, str, str]  # (image file, question to speak, answer)
-
-
-def _image_samples(out_dir: Path, n_images: int,
-                   rng: random.Random) -> tuple[list[dict], list[dict], list[SpokenItem]]:
-    """Captions and text QA (MME / MMBench / MathVista styles), one image each round,
-    plus the questions to speak for stage 2.2."""
-    captions, qa, spoken = [], [], []
-    yn, mc = sorted(YN_TEMPLATES), sorted(MC_TEMPLATES)
-    for i in range(n_images):
-        template = yn[i % len(yn)]
-        scene, pair = scene_for(rng, lambda s: yes_no_pair(s, template, rng))
-        name = f"img_{i:05d}.png"
-        scene.image.save(out_dir / "images" / name)
-        img = {"image": name}
-        captions.append(_sample("synth_images", f"cap_{i}", f"<image>\n{rng.choice(CAPTION_PROMPTS)}",
-                                caption(scene), **img))
-        for answer, question in zip(("Yes", "No"), pair):
-            qa.append(_sample("synth_images", f"mme_{i}_{answer}", "<image>\n" + mme_prompt(question),
-                              answer, **img))
-        choice = choice_question(scene, mc[i % len(mc)], rng)
-        if choice is not None:
-            hint = MMBENCH_HINT if rng.random() < 0.5 else None
-            prompt = mcq_prompt(choice.question, choice.options, hint)
-            qa.append(_sample("synth_images", f"mcq_{i}", "<image>\n" + prompt, LETTERS[choice.answer], **img))
-        math = MATH_MAKERS[i % len(MATH_MAKERS)](scene, rng)
-        if math is not None:
-            qa.append(_sample("synth_images", f"math_{i}", f"<image>\n{math.query}", math.answer, **img))
-        spoken.append((name, pair[i % 2], ("Yes", "No")[i % 2]))
-    return captions, qa, spoken
-
-
-def _asr_samples(out_dir: Path, n: int, seed: int) -> list[dict]:
-    """Half English (uppercase), half Mandarin (segmented); never a sample-suite sentence."""
-    held_out = frozenset(sample_sentences("en") + sample_sentences("zh"))
-    texts = [("en", s) for s in distinct_sentences(english_sentence, n - n // 2, seed, held_out)]
-    texts += [("zh", s) for s in distinct_sentences(chinese_sentence, n // 2, seed + 1, held_out)]
-    samples = []
-    for i, (lang, text) in enumerate(texts):
-        name = f"asr_{i:05d}.wav"
-        synthesize_speech(text, out_dir / AUDIO_FOLDER / name, language=lang, seed=seed + i)
-        samples.append(_sample("synth_audio", f"asr_{i}", f"{ASR_PROMPT}<audio>", text, audio=name))
-    return samples
-
-
-def _spoken_samples(out_dir: Path, spoken: list[SpokenItem], seed: int) -> list[dict]:
-    """The human turn is the image plus the spoken question (no text)."""
-    samples = []
-    for i, (image, question, answer) in enumerate(spoken):
-        name = f"q_{i:05d}.wav"
-        synthesize_speech(question, out_dir / AUDIO_FOLDER / name, language="en", seed=seed + i)
-        samples.append(_sample("synth_images", f"spoken_{i}", "<image>\n<audio>\n", answer,
-                               image=image, audio=name))
-    return samples
-
-
-def _video_samples(out_dir: Path, n: int, rng: random.Random) -> list[dict]:
-    samples = []
-    for i in range(n):
-        facts = video_facts(rng.getrandbits(32))
-        name = f"vid_{i:05d}.mp4"
-        write_video(out_dir / "videos" / name, facts)
-        for j, (choice, _task) in enumerate(video_choices(facts, rng)):
-            prompt = video_mme_prompt(choice.question, video_options(choice))
-            samples.append(_sample("synth_videos", f"video_{i}_{j}", "<video>\n" + prompt,
-                                   LETTERS[choice.answer], video=name))
-    return samples
-
-
-def build_training_set(out_dir: Path, *, n_images: int, seed: int) -> Path:
-    """Write the five VITA-JSON files and their media under out_dir; returns out_dir.
-    Sizes scale with n_images: n captions, ~4n QA, n/3 ASR pairs, n/4 spoken QA, 3*(n/10) video QA."""
-    out_dir = Path(out_dir)
-    for folder in SET_FOLDERS.values():
-        (out_dir / folder).mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    captions, qa, spoken = _image_samples(out_dir, n_images, rng)
-    files = {
-        "caption.json": captions,
-        "qa.json": qa,
-        "asr.json": _asr_samples(out_dir, max(2, n_images // 3), seed),
-        "spoken_qa.json": _spoken_samples(out_dir, spoken[: max(1, n_images // 4)], seed),
-        "video_qa.json": _video_samples(out_dir, max(1, n_images // 10), rng),
-    }
-    for name, samples in files.items():
-        (out_dir / name).write_text(json.dumps(samples, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    return out_dir
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Build the synthetic VITA-JSON training set.")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--n-images", type=int, default=60)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    print(build_training_set(args.out, n_images=args.n_images, seed=args.seed))
-
-
-if __name__ == "__main__":
-    main()

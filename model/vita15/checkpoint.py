@@ -24,10 +24,26 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers.initialization import no_init_weights
 
-from .configuration_vita import AUDIO_FOLDER, TOKENIZER_LEN, VitaModelConfig, load_config
+from .configuration_vita import (
+    AUDIO_FOLDER,
+    TOKENIZER_LEN,
+    VitaModelConfig,
+    load_config,
+)
 from .conversation import load_tokenizer
-from .inference import resolve_dtype
 from .modeling_vita import VITAQwen2ForCausalLM, build_model
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """`fp32`/`bf16`/`fp16` (the names the CLI and configs use) or a torch dtype -> a torch dtype."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
 
 logger = logging.getLogger(__name__)
 

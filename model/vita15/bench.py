@@ -24,10 +24,10 @@ from PIL import Image
 from torch.nn.attention import sdpa_kernel
 from transformers import DynamicCache
 
-from .checkpoint import build_random, write_tokenizer
+from .checkpoint import build_random, resolve_dtype, write_tokenizer
 from .configuration_vita import tiny_config, vita15_config
 from .conversation import load_tokenizer
-from .inference import DECODE_BACKENDS, VitaInference, resolve_dtype
+from .inference import DECODE_BACKENDS, VitaInference
 
 
 def scenarios(seed: int = 0) -> dict[str, SimpleNamespace]:

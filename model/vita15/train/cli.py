@@ -139,7 +139,7 @@ def run_recipe(cfg: dict[str, Any], base: Path, ctx: DistContext) -> Path:
 
 def _export_init(cfg: dict[str, Any], target: Path, ctx: DistContext) -> Path:
     """Write the seeded random initialisation in the official layout (the baseline to compare with)."""
-    from .objectives import export_vita, load_model
+    from .model_io import export_vita, load_model
 
     if ctx.main and not (target / "config.json").is_file():
         model, _, model_cfg = load_model(cfg.get("model", {}), None)

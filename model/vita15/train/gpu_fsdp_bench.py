@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+
 from vita15.checkpoint import init_random_weights_
 from vita15.configuration_vita import VitaModelConfig
 from vita15.conversation import AUDIO_TOKEN_INDEX, IGNORE_INDEX, IMAGE_TOKEN_INDEX
@@ -26,7 +27,8 @@ from vita15.modeling_vita import build_model
 
 from .data import Batch
 from .engine import DistContext, TrainConfig, init_distributed, shard
-from .objectives import MODEL_SIZES, VitaLM
+from .model_io import MODEL_SIZES
+from .objectives import VitaLM
 from .stages import apply_trainable, param_groups, phases
 
 AUDIO_FRAMES = 1000  # 10 s of fbank frames → 125 LLM tokens
