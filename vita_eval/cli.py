@@ -34,7 +34,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         "model": args.model, "model_name": args.model_name, "device": args.device, "dtype": args.dtype,
         "suites": args.suites, "data_root": args.data_root, "data": _pairs(args.data) or None,
         "profile": args.profile, "asr_normalizer": args.asr_normalizer, "judge": args.judge, "judge_base_url": args.judge_base_url, "out": args.out,
-        "limit": args.limit, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
+        "limit": args.limit, "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "engine": args.engine,
         "report": False if args.no_report else None, **parse_set(args.set or []),
     }
     cfg = resolve(yaml_path, cli)
@@ -141,7 +141,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16", "auto"])
     p.add_argument("--out", help="run directory (re-running with the same one resumes)")
     p.add_argument("--limit", type=int)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="batch of backends without streaming (Whisper)")
+    p.add_argument("--engine", choices=["fast", "reference"],
+                   help="VITA inference: fast (default: prefix sharing, CUDA graphs, continuous batching) or "
+                        "reference (one request at a time, as VLMEvalKit drives it); recorded in run.json")
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="any config key, YAML-parsed")
     p.add_argument("--no-report", action="store_true")

@@ -37,7 +37,8 @@ class RunConfig:
     judge_cache: str | None = None
     out: str | None = None  # run directory; default outputs/<model_name>
     limit: int | None = None
-    batch_size: int = 8
+    engine: str = "fast"  # VITA: fast (prefix sharing, CUDA graphs, continuous batching) | reference (batch 1)
+    batch_size: int = 8  # backends without streaming (Whisper); the VITA engines schedule themselves
     max_new_tokens: int | None = None  # caps every preset's budget when set
     check_md5: bool = True
     seed: int = 0

@@ -33,6 +33,9 @@ class Media:
     kind: str  # "image" | "audio" | "video"
     source: str  # human-readable origin: file path, "MME.tsv row 12 column image", ...
     loader: Callable[[], Any]
+    # Equal keys load equal content (two MME rows citing one image cell): the runner schedules such
+    # samples together so the model can share their prefix. None: the source names the content.
+    key: str | None = None
 
     def load(self) -> Any:
         try:

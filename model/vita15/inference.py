@@ -5,14 +5,20 @@ left-padded, positions restart at 0 on each row's first real token, and decoding
 transformers' KV cache. Logits are restricted to the tokenizer's 151665 ids, which is what the
 reference's `resize_token_embeddings(len(tokenizer))` does. Sampling uses one seeded generator per
 request, so every row gives the same tokens as when it runs alone.
+
+This is the reference engine (`--engine reference`, run one request at a time as VLMEvalKit's
+VITA adapter drives the model); `vita15.engine` is the fast one. Both share the request
+preparation, token choice and answer finishing defined here.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -28,8 +34,7 @@ from .conversation import (
     user_content,
 )
 from .image_processing import preprocess_frames, preprocess_image
-
-STOP_WINDOW = 16  # tokens decoded to look for stop strings (like KeywordsStoppingCriteria)
+from .stopping import STOP_WINDOW, stop_ids
 # cuDNN SDPA builds a new graph for every new key length (≈35 ms per decode step on an H100);
 # the flash / memory-efficient kernels have no per-shape setup.
 DECODE_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
@@ -52,6 +57,9 @@ class PreparedRequest:
     input_ids: torch.Tensor
     pixel_values: torch.Tensor | None
     audio_features: torch.Tensor | None
+    # Content identity of each placeholder's block, in placeholder order (image tiles and frames,
+    # then the audio): equal keys mean equal embeddings, which is what prefix sharing relies on.
+    media_keys: list[bytes] = field(default_factory=list)
 
 
 class _WarningCollector(logging.Handler):
@@ -63,15 +71,59 @@ class _WarningCollector(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def prepare_request(request: Any, tokenizer, dither: float = 0.0) -> PreparedRequest:
-    """Tile images, preprocess frames, compute fbank and build the demo prompt for one request."""
-    tiles = [preprocess_image(img, max_tiles=getattr(request, "max_tiles", 12)) for img in request.images or []]
+@contextmanager
+def splice_warnings(names: Sequence[str]) -> Iterator[list[list[str]]]:
+    """Collect the splicer's per-request warnings (truncation) so each Generation carries its own."""
+    collector, per_name = _WarningCollector(), [[] for _ in names]
+    modeling_vita.logger.addHandler(collector)
+    try:
+        yield per_name
+    finally:
+        modeling_vita.logger.removeHandler(collector)
+        for i, name in enumerate(names):
+            per_name[i].extend(m for m in collector.messages if m.startswith(name + ":"))
+
+
+def _digest(*parts: bytes | str) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+    return h.digest()
+
+
+def image_key(image, max_tiles: int) -> bytes:
+    """Identity of an image's tiles: its pixels, mode, size and the tile budget."""
+    return _digest(f"img|{image.mode}|{image.size}|{max_tiles}|", image.tobytes())
+
+
+def prepare_request(request: Any, tokenizer, dither: float = 0.0,
+                    tiles_cache: dict[bytes, torch.Tensor] | None = None) -> PreparedRequest:
+    """Tile images, preprocess frames, compute fbank and build the demo prompt for one request.
+
+    `tiles_cache` (image key -> tiles) lets the questions of one image share its tiling.
+    """
+    max_tiles = getattr(request, "max_tiles", 12)
+    tiles, keys = [], []
+    for img in request.images or []:
+        key = image_key(img, max_tiles)
+        found = tiles_cache.get(key) if tiles_cache is not None else None
+        if found is None:
+            found = preprocess_image(img, max_tiles=max_tiles)
+            if tiles_cache is not None:
+                tiles_cache[key] = found
+        tiles.append(found)
+        keys += [_digest(key, f"|tile{i}") for i in range(len(found))]
     frames = list(request.frames or [])
+    if frames:
+        video = _digest("frames|", *(image_key(f, 0) for f in frames))
+        keys += [_digest(video, f"|frame{i}") for i in range(len(frames))]
     pixels = tiles + ([preprocess_frames(frames)] if frames else [])
     audio = getattr(request, "audio", None)
     feats = None
     if audio is not None:
-        feats = audio_features.fbank(np.asarray(audio, dtype=np.float32), dither=dither)
+        wave = np.asarray(audio, dtype=np.float32)
+        feats = audio_features.fbank(wave, dither=dither)
+        keys.append(_digest(f"audio|{dither}|", wave.tobytes()))
     query = user_content(request.text, [len(t) for t in tiles], len(frames), has_audio=feats is not None)
     modality = request.modality if pixels else "lang"
     prompt = build_prompt(query, modality)
@@ -81,7 +133,36 @@ def prepare_request(request: Any, tokenizer, dither: float = 0.0) -> PreparedReq
         input_ids=torch.tensor(ids, dtype=torch.long),
         pixel_values=torch.cat(pixels) if pixels else None,
         audio_features=feats,
+        media_keys=keys,
     )
+
+
+def penalize(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """HF repetition penalty on the ids marked in `seen` (bool, same shape as logits)."""
+    return torch.where(seen, torch.where(logits < 0, logits * penalty, logits / penalty), logits)
+
+
+def select_token(logits: torch.Tensor, do_sample: bool, temperature: float, top_p: float | None,
+                 generator: torch.Generator | None) -> torch.Tensor:
+    """HF order after the penalty: temperature, top-p, then sample (seeded) or argmax; a 0-d id tensor."""
+    if not do_sample or temperature <= 0:
+        return torch.argmax(logits)
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p is not None and top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        drop = sorted_probs.cumsum(-1) - sorted_probs >= top_p  # keep the smallest set reaching top_p
+        sorted_probs[drop] = 0.0
+        probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
+    return torch.multinomial(probs, 1, generator=generator)[0]
+
+
+def finish_generation(tokenizer, tokens: list[int], n_prompt: int, warnings: list[str],
+                      stop: tuple[str, ...]) -> Generation:
+    """Decoded raw text and the answer the scorer sees, from a row's generated ids."""
+    raw = _cut_at_stop(tokenizer.decode(tokens, skip_special_tokens=False), stop)
+    text = _cut_at_stop(tokenizer.decode(tokens, skip_special_tokens=True), stop).strip()
+    return Generation(raw=raw, answer=strip_markers(text), n_prompt_tokens=n_prompt,
+                      n_new_tokens=len(tokens), warnings=list(warnings))
 
 
 def pad_audio(features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,13 +210,8 @@ class VitaInference:
         if feats:
             audio = self.model.encode_audio(*pad_audio(feats))
         names = [f"request {getattr(r, 'uid', i)}" for i, r in enumerate(requests)]
-        collector = _WarningCollector()  # truncation warnings go to the affected Generation too
-        modeling_vita.logger.addHandler(collector)
-        try:
+        with splice_warnings(names) as warnings:  # truncation warnings go to the affected Generation too
             embeds, _ = self.model.splice([p.input_ids for p in prepared], images, audio, None, names)
-        finally:
-            modeling_vita.logger.removeHandler(collector)
-        warnings = [[m for m in collector.messages if m.startswith(name + ":")] for name in names]
         return embeds, warnings
 
     # ---------------------------------------------------------------- decoding
@@ -157,15 +233,8 @@ class VitaInference:
         embeds, warnings = self.embed_requests(requests)
         tokens = self.decode(embeds, do_sample=do_sample, temperature=temperature, top_p=top_p,
                              max_new_tokens=max_new_tokens, stop=tuple(stop), seed=seed)
-        return [self._finish(t, len(e), w, tuple(stop)) for t, e, w in zip(tokens, embeds, warnings, strict=True)]
-
-    def _stop_ids(self, stop: tuple[str, ...]) -> set[int]:
-        ids = {IM_END_ID}
-        for s in stop:
-            tok = self.tokenizer.convert_tokens_to_ids(s)
-            if isinstance(tok, int) and tok >= 0 and self.tokenizer.convert_ids_to_tokens(tok) == s:
-                ids.add(tok)
-        return ids
+        return [finish_generation(self.tokenizer, t, len(e), w, tuple(stop))
+                for t, e, w in zip(tokens, embeds, warnings, strict=True)]
 
     @torch.no_grad()
     @sdpa_kernel(DECODE_BACKENDS)
@@ -191,7 +260,7 @@ class VitaInference:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=model.config)
         generators = [torch.Generator(device=device).manual_seed(seed) for _ in range(batch)]
-        stop_ids = self._stop_ids(stop)
+        stops = stop_ids(self.tokenizer, stop)
         out: list[list[int]] = [[] for _ in range(batch)]
         done = [False] * batch
         step_inputs = dict(inputs_embeds=inputs)
@@ -207,7 +276,7 @@ class VitaInference:
                     continue
                 out[i].append(tok)
                 tail = self.tokenizer.decode(out[i][-STOP_WINDOW:], skip_special_tokens=False)
-                done[i] = tok in stop_ids or any(s and s in tail for s in stop)
+                done[i] = tok in stops or any(s and s in tail for s in stop)
             if all(done):
                 break
             step_inputs = dict(input_ids=torch.tensor(next_ids, device=device)[:, None])
@@ -219,25 +288,10 @@ class VitaInference:
                 top_p: float | None, generator: torch.Generator) -> int:
         """HF order: repetition penalty (generated ids), temperature, top-p, then sample or argmax."""
         if self.repetition_penalty != 1.0 and previous:
-            idx = torch.tensor(sorted(set(previous)), device=logits.device)
-            picked = logits[idx]
-            logits = logits.clone()
-            logits[idx] = torch.where(picked < 0, picked * self.repetition_penalty, picked / self.repetition_penalty)
-        if not do_sample or temperature <= 0:
-            return int(torch.argmax(logits))
-        probs = torch.softmax(logits / temperature, dim=-1)
-        if top_p is not None and top_p < 1.0:
-            sorted_probs, order = torch.sort(probs, descending=True)
-            drop = sorted_probs.cumsum(-1) - sorted_probs >= top_p  # keep the smallest set reaching top_p
-            sorted_probs[drop] = 0.0
-            probs = torch.zeros_like(probs).scatter(0, order, sorted_probs)
-        return int(torch.multinomial(probs, 1, generator=generator))
-
-    def _finish(self, tokens: list[int], n_prompt: int, warnings: list[str], stop: tuple[str, ...]) -> Generation:
-        raw = _cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=False), stop)
-        text = _cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), stop).strip()
-        return Generation(raw=raw, answer=strip_markers(text), n_prompt_tokens=n_prompt,
-                          n_new_tokens=len(tokens), warnings=list(warnings))
+            seen = torch.zeros_like(logits, dtype=torch.bool)
+            seen[torch.tensor(sorted(set(previous)), device=logits.device)] = True
+            logits = penalize(logits, seen, self.repetition_penalty)
+        return int(select_token(logits, do_sample, temperature, top_p, generator))
 
 
 def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str:

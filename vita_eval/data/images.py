@@ -134,36 +134,38 @@ class _RowImages:
             return self._from_image_cell(index, row)
         return self._from_paths(index, row["image_path"])
 
-    def _resolve(self, index: str) -> tuple[str, str]:
-        """(cell, note): the row's base64 cell with an index reference replaced by its target."""
+    def _resolve(self, index: str) -> tuple[str, str, str]:
+        """(cell, note, owner): the row's base64 cell with an index reference replaced by its target,
+        and the index of the row that holds the cell."""
         cell = self.by_index[index]
         if len(cell) > INDEX_REF_MAX_LEN:
-            return cell, ""
+            return cell, "", index
         target = self.by_index.get(cell)
         if target is None or len(target) <= INDEX_REF_MAX_LEN:
             raise SampleError(
                 f"{self.source(index, 'image')}: cell {cell!r} ({len(cell)} chars) is neither an image "
                 f"nor the index of a row holding one"
             )
-        return target, f" (image of index={cell})"
+        return target, f" (image of index={cell})", cell
 
     def _from_image_cell(self, index: str, row: pd.Series) -> list[Media]:
         source = self.source(index, "image")
         try:
-            cell, note = self._resolve(index)
+            cell, note, owner = self._resolve(index)
             items = cell_to_list(cell)
         except SampleError as exc:
             return [Media("image", source, _failing(str(exc)))]
         except (ValueError, SyntaxError) as exc:
             return [Media("image", source, _failing(f"{source}: bad list literal ({exc})"))]
+        key = f"{self.tsv_path}#{owner}"
         if len(items) == 1:
-            return [Media("image", source + note, _base64_loader(items[0], source + note, self.jpeg_roundtrip))]
+            return [Media("image", source + note, _base64_loader(items[0], source + note, self.jpeg_roundtrip), key)]
         names = cell_to_list(row["image_path"]) if "image_path" in row else []
         media = []
         for j, data in enumerate(items):
             src = f"{source}[{j}]{note}"
             as_jpeg = self.jpeg_roundtrip and j < len(names) and names[j].lower().endswith((".jpg", ".jpeg"))
-            media.append(Media("image", src, _base64_loader(data, src, as_jpeg)))
+            media.append(Media("image", src, _base64_loader(data, src, as_jpeg), f"{key}[{j}]"))
         return media
 
     def _from_paths(self, index: str, cell: object) -> list[Media]:

@@ -1,16 +1,17 @@
 """The VITA-1.5 model as the runner sees it: Requests in, Outputs out, batched.
 
-`builtin:tiny` is the embedded tiny VITA: the committed trained checkpoint in
+Two engines (`--engine fast|reference`, see `VitaModel`). `builtin:tiny` is the embedded tiny VITA: the committed trained checkpoint in
 `benchmarks/models/tiny-vita` when present, otherwise a tiny random-weight checkpoint
 written deterministically from seed 0 into the user cache on first use.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -65,16 +66,36 @@ def pick_dtype(dtype: str, device: str) -> str:
     return dtype
 
 
-class VitaModel:
-    """Adapter from the harness's Request/Output to `vita15.inference.VitaInference`."""
+ENGINES = ("fast", "reference")
 
-    def __init__(self, path: Path, *, device: str, dtype: str, name: str | None = None):
+
+class VitaModel:
+    """Adapter from the harness's Request/Output to the VITA-1.5 engines.
+
+    `engine="fast"` (default): `vita15.engine.FastEngine` (prefix sharing, slot KV cache, CUDA-graph
+    decode, continuous batching), fed by worker threads that prepare requests ahead of the GPU.
+    `engine="reference"`: `vita15.inference.VitaInference` one request at a time, preparation on
+    the calling thread, the way VLMEvalKit's VITA adapter drives the model.
+    """
+
+    def __init__(self, path: Path, *, device: str, dtype: str, name: str | None = None, engine: str = "fast"):
         from vita15.inference import VitaInference
 
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
         self.path = path
         self.name = name or path.name
         self.device, self.dtype = device, dtype
-        self.engine = VitaInference.from_pretrained(path, device=device, dtype=dtype)
+        self.engine_name = engine
+        self.reference = VitaInference.from_pretrained(path, device=device, dtype=dtype)
+        self.fast = None
+        if engine == "fast":
+            from vita15.engine import FastEngine
+
+            gen_path = path / "generation_config.json"
+            gen_cfg = json.loads(gen_path.read_text()) if gen_path.is_file() else {}
+            self.fast = FastEngine(self.reference.model, self.reference.tokenizer, gen_cfg)
+        self.prefetch_workers = max(1, min(16, (os.cpu_count() or 2) - 1)) if engine == "fast" else 0
         self.identity: dict[str, Any] = {
             "path": str(path.resolve()), "name": self.name,
             "config_sha256": _sha256(path / "config.json"),
@@ -82,17 +103,65 @@ class VitaModel:
             or _sha256(path / "model.safetensors"),
         }
 
+    # ------------------------------------------------------------ streaming (used by the runner)
+    def prepare(self, requests: Sequence[Request]) -> list[Any]:
+        """Worker-thread side: the fast engine's jobs (the questions of one image share its tiling)."""
+        if self.fast is None:
+            return list(requests)
+        from vita15.engine import Job
+
+        tiles: dict = {}
+        out: list[Any] = []
+        for request in requests:
+            try:
+                out.append(Job(request.uid, self.fast.prepare(request, tiles), request.gen))
+            except Exception as exc:  # this request's media cannot be prepared; its group goes on
+                out.append(exc)
+        return out
+
+    def stream(self, source) -> Iterator[tuple[str, Output | Exception]]:
+        """(uid, Output or the exception that failed it) as each generation ends."""
+        if self.fast is not None:
+            for uid, result in self.fast.stream(source):
+                yield uid, result if isinstance(result, Exception) else _output(result)
+            return
+        while (group := source.get()) is not None:
+            for request in group:
+                try:
+                    yield request.uid, self._reference_one(request)
+                except Exception as exc:  # the reference fails alone too
+                    yield request.uid, exc
+
+    def _reference_one(self, request: Request) -> Output:
+        gen = request.gen
+        (result,) = self.reference.generate([request], do_sample=gen.do_sample, temperature=gen.temperature,
+                                            top_p=gen.top_p, max_new_tokens=gen.max_new_tokens, stop=gen.stop,
+                                            seed=gen.seed)
+        return _output(result)
+
     def generate(self, requests: Sequence[Request]) -> list[Output]:
-        gen = requests[0].gen
-        results = self.engine.generate(
-            list(requests), do_sample=gen.do_sample, temperature=gen.temperature, top_p=gen.top_p,
-            max_new_tokens=gen.max_new_tokens, stop=gen.stop, seed=gen.seed,
-        )
-        return [Output(raw=g.raw, answer=g.answer, n_prompt_tokens=g.n_prompt_tokens, n_new_tokens=g.n_new_tokens,
-                       warnings=list(g.warnings)) for g in results]
+        """All requests at once (shared prefixes found by content); raises the first failure."""
+        if self.fast is None:
+            return [self._reference_one(r) for r in requests]
+        from vita15.engine import ListSource
+
+        jobs = self.prepare(requests)
+        for job in jobs:
+            if isinstance(job, Exception):
+                raise job
+        results = dict(self.fast.stream(ListSource([jobs])))
+        for r in requests:
+            if isinstance(results[r.uid], Exception):
+                raise results[r.uid]
+        return [_output(results[r.uid]) for r in requests]
+
+
+def _output(g) -> Output:
+    return Output(raw=g.raw, answer=g.answer, n_prompt_tokens=g.n_prompt_tokens, n_new_tokens=g.n_new_tokens,
+                  warnings=list(g.warnings))
 
 
 @register("model", "vita")
-def load(spec: str, *, device: str, dtype: str, name: str | None = None) -> VitaModel:
+def load(spec: str, *, device: str, dtype: str, name: str | None = None, engine: str = "fast") -> VitaModel:
     """VITA-1.5 checkpoints in the official layout: a folder, or builtin:tiny (the embedded tiny VITA)."""
-    return VitaModel(resolve_model_path(spec), device=device, dtype=dtype, name=name)
+    return VitaModel(resolve_model_path(spec), device=device, dtype=dtype, name=name, engine=engine)

@@ -1,5 +1,8 @@
 """Data parallelism under torchrun: strided shards per rank, rank 0 merges and scores.
 
+Shards are strided over prefix-sharing groups (`vita_eval.runner.schedule`), never inside one,
+so the questions about one image stay on one rank and share their prefix there.
+
 Works with one process (no torchrun), with gloo on CPUs, and with NCCL on GPUs.
 """
 from __future__ import annotations
@@ -24,6 +27,17 @@ class Dist:
     def shard(self, items: list) -> list:
         """VLMEvalKit's split: rank r takes items r, r+N, r+2N, ..."""
         return items[self.rank :: self.world]
+
+    def shard_groups(self, groups: list[list]) -> list[list]:
+        """Whole groups, balanced by size: the next group goes to the rank with the fewest items so far
+        (ties to the lowest rank), which every rank computes alike."""
+        loads, mine = [0] * self.world, []
+        for group in groups:
+            rank = min(range(self.world), key=lambda r: (loads[r], r))
+            loads[rank] += len(group)
+            if rank == self.rank:
+                mine.append(group)
+        return mine
 
     def barrier(self) -> None:
         if self.world > 1:

@@ -1,27 +1,44 @@
-"""Inference over one suite: shard, skip what is done, batch, record every sample.
+"""Inference over one suite: group, shard, skip what is done, stream, record every sample.
 
-A sample whose input is bad (SampleError) or whose generation raises is recorded
-with its reason and the loop goes on; a batch that fails is retried one sample at a
-time so one bad request cannot take its neighbours down with it.
+Samples are grouped by shared media (`vita_eval.runner.schedule`) and sharded group-wise. A
+worker pool builds each group's requests (the preset decodes the media) and has the model
+prepare them (tiling, normalisation, fbank, tokenisation) ahead of the GPU. A model with
+`stream` (the VITA fast and reference engines) takes the groups from that pool and hands out
+each sample's output as its generation ends; the record is written then (flushed and fsynced
+on a writer thread), not per batch. Models with only `generate(requests)` get batches of
+`batch_size`, retried one request at a time if a batch fails.
+
+A sample whose input is bad (SampleError in the preset) or whose generation raises is recorded
+with its reason and the loop goes on; its neighbours in the batch or prefix group keep theirs.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
+import queue
+import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 from tqdm import tqdm
 
+from vita_eval import fsio
 from vita_eval.runner.distributed import Dist
 from vita_eval.runner.records import RecordWriter, SampleRecord, prompt_hash, read_records
+from vita_eval.runner.schedule import Prefetcher, group_samples
 from vita_eval.types import Output, Request, Sample
 
 
 class EvalModel(Protocol):
+    """What the runner drives. Optional streaming extension (used when present):
+
+    - `prepare(requests) -> list[item | Exception]`: host-side work, run on worker threads;
+    - `stream(source) -> Iterator[(uid, Output | Exception)]`: `source.poll()` / `source.get()`
+      give lists of prepared items (one prefix-sharing group each), results come as they end;
+    - `prefetch_workers`: how many worker threads may run ahead (0: the caller's thread).
+    """
+
     name: str
     dtype: str
     identity: dict[str, Any]
@@ -45,11 +62,12 @@ def check_fingerprint(suite_dir: Path, fingerprint: dict[str, Any]) -> None:
     """Records made with another model, preset or decoding are set aside, never mixed in or deleted."""
     suite_dir.mkdir(parents=True, exist_ok=True)
     path = suite_dir / "fingerprint.json"
-    if path.exists() and json.loads(path.read_text()) != fingerprint:
+    old = fsio.read_json(path)
+    if old is not None and old != fingerprint:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        for old in suite_dir.glob("samples*.jsonl"):
-            old.rename(old.with_name(f"stale-{stamp}-{old.name}"))
-    path.write_text(json.dumps(fingerprint, indent=2, sort_keys=True))
+        for stale in suite_dir.glob("samples*.jsonl"):
+            stale.rename(stale.with_name(f"stale-{stamp}-{stale.name}"))
+    fsio.write_json(path, fingerprint, sort_keys=True)
 
 
 def _build(preset, sample: Sample, spec: Any, args: dict[str, Any], max_new_tokens: int | None) -> Request:
@@ -63,61 +81,156 @@ def _error(uid: str, reason: str) -> SampleRecord:
     return SampleRecord(uid=uid, prompt_hash="", raw=None, answer=None, error=reason)
 
 
-def _generate(model: EvalModel, requests: list[Request]) -> list[SampleRecord]:
-    """One batched call; if it fails, each request alone, so an error stays with its own sample."""
-    start = time.perf_counter()
-    try:
-        outputs = model.generate(requests)
-    except Exception as exc:  # the model failed: keep the reason, go on
-        if len(requests) == 1:
-            return [_error(requests[0].uid, f"generation failed: {type(exc).__name__}: {exc}")]
-        return [rec for r in requests for rec in _generate(model, [r])]
-    share = (time.perf_counter() - start) / len(requests)
-    return [_record(r, o, share) for r, o in zip(requests, outputs)]
+def _failure(uid: str, exc: BaseException) -> SampleRecord:
+    return _error(uid, f"generation failed: {type(exc).__name__}: {exc}")
 
 
-def _record(request: Request, output: Output, time_s: float) -> SampleRecord:
+def _record(uid: str, phash: str, output: Output, time_s: float) -> SampleRecord:
     return SampleRecord(
-        uid=request.uid,
-        prompt_hash=prompt_hash(request),
-        raw=output.raw, answer=output.answer, n_prompt_tokens=output.n_prompt_tokens,
+        uid=uid, prompt_hash=phash, raw=output.raw, answer=output.answer, n_prompt_tokens=output.n_prompt_tokens,
         n_new_tokens=output.n_new_tokens, time_s=round(time_s, 4),
     )
 
 
+class _AsyncWriter:
+    """RecordWriter on its own thread: each record is flushed and fsynced as soon as it is handed
+    over, without the GPU loop waiting for the disk. A kill loses at most the records in the queue."""
+
+    def __init__(self, path: Path) -> None:
+        self._writer = RecordWriter(path)
+        self._queue: queue.Queue[SampleRecord | None] = queue.Queue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="records", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (record := self._queue.get()) is not None:
+            try:
+                self._writer.write(record)
+            except BaseException as exc:  # surfaced on the caller's thread
+                self._error = exc
+
+    def write(self, record: SampleRecord) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(record)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._writer.close()
+        if self._error is not None:
+            raise self._error
+
+
+class _Groups:
+    """Builds and prepares each group on the worker pool; failures are recorded on the spot."""
+
+    def __init__(self, model: EvalModel, groups: list[list[Sample]], build, write) -> None:
+        self.model, self.build, self.write = model, build, write
+        self.hashes: dict[str, str] = {}
+        self._lock = threading.Lock()
+        workers = int(getattr(model, "prefetch_workers", 0)) if hasattr(model, "stream") else 0
+        self._prefetch = Prefetcher(groups, self._prepare, workers=workers, lookahead=4 * max(workers, 1) + 16)
+
+    def _prepare(self, group: list[Sample]) -> list[Any]:
+        requests = []
+        for sample in group:
+            try:
+                request = self.build(sample)
+                phash = prompt_hash(request)
+            except Exception as exc:  # bad media or row: this sample fails, the group goes on
+                self.write(_error(sample.uid, f"input: {exc}"))
+                continue
+            with self._lock:
+                self.hashes[request.uid] = phash
+            requests.append(request)
+        if not hasattr(self.model, "prepare"):
+            return requests
+        items = []
+        for request, item in zip(requests, self.model.prepare(requests)):
+            if isinstance(item, Exception):
+                self.write(_failure(request.uid, item))
+            else:
+                items.append(item)
+        return items
+
+    def poll(self) -> list[Any] | None:
+        while (items := self._prefetch.poll()) is not None:
+            if items:
+                return items
+        return None
+
+    def get(self) -> list[Any] | None:
+        while (items := self._prefetch.get()) is not None:
+            if items:
+                return items
+        return None
+
+    def close(self) -> None:
+        self._prefetch.close()
+
+
 def infer_suite(model: EvalModel, spec: Any, samples: list[Sample], suite_dir: Path, *, preset, preset_args: dict,
                 batch_size: int, max_new_tokens: int | None, dist: Dist) -> InferenceStats:
-    shard = dist.shard(samples)
     done = {u for u, r in read_records(suite_dir).items() if r.error is None}
+    shard = [s for g in dist.shard_groups(group_samples(samples)) for s in g]
     todo = [s for s in shard if s.uid not in done]
-    writer = RecordWriter(suite_dir / f"samples.rank{dist.rank}.jsonl")
+    writer = _AsyncWriter(suite_dir / f"samples.rank{dist.rank}.jsonl")
     bar = tqdm(total=len(shard), initial=len(shard) - len(todo), desc=f"{spec.name} [rank {dist.rank}/{dist.world}]",
                unit="sample", position=dist.rank, dynamic_ncols=True)
+
+    def write(record: SampleRecord) -> None:
+        writer.write(record)
+        bar.update(1)
+
+    groups = _Groups(model, group_samples(todo),
+                     lambda s: _build(preset, s, spec, preset_args, max_new_tokens), write)
     start = time.perf_counter()
     try:
-        for i in range(0, len(todo), batch_size):
-            for rec in _run_batch(model, spec, todo[i : i + batch_size], preset, preset_args, max_new_tokens):
-                writer.write(rec)
-                bar.update(1)
-            elapsed = time.perf_counter() - start
-            bar.set_postfix_str(f"{(min(i + batch_size, len(todo))) / elapsed:.2f} samples/s")
+        results = model.stream(groups) if hasattr(model, "stream") else _batched(model, groups, batch_size)
+        last = start
+        for uid, result in results:
+            now = time.perf_counter()
+            if isinstance(result, BaseException):
+                write(_failure(uid, result))
+            else:
+                write(_record(uid, groups.hashes.pop(uid, ""), result, now - last))
+            last = now
     finally:
+        groups.close()
         writer.close()
         bar.close()
     return InferenceStats(len(shard), len(shard) - len(todo), len(todo), time.perf_counter() - start)
 
 
-def _run_batch(model: EvalModel, spec: Any, batch: list[Sample], preset, preset_args: dict,
-               max_new_tokens: int | None) -> list[SampleRecord]:
-    records: list[SampleRecord] = []
-    groups: dict[str, list[Request]] = defaultdict(list)  # one generate() per decoding setup
-    for sample in batch:
-        try:
-            request = _build(preset, sample, spec, preset_args, max_new_tokens)
-        except Exception as exc:  # bad media or row: this sample fails, the batch goes on
-            records.append(_error(sample.uid, f"input: {exc}"))
-            continue
-        groups[repr(request.gen)].append(request)
-    for requests in groups.values():
-        records.extend(_generate(model, requests))
-    return records
+def _batched(model: EvalModel, groups: _Groups, batch_size: int) -> Iterator[tuple[str, Output | BaseException]]:
+    """Models without `stream`: batches of `batch_size` requests of one decoding setup."""
+    batch: list[Request] = []
+    while True:
+        group = groups.get()
+        if group is not None:
+            batch.extend(group)
+        while batch and (len(batch) >= batch_size or group is None):
+            chunk, batch = batch[:batch_size], batch[batch_size:]
+            by_gen: dict[str, list[Request]] = {}
+            for request in chunk:
+                by_gen.setdefault(repr(request.gen), []).append(request)
+            for requests in by_gen.values():
+                yield from _generate(model, requests)
+        if group is None:
+            return
+
+
+def _generate(model: EvalModel, requests: list[Request]) -> Iterator[tuple[str, Output | BaseException]]:
+    """One batched call; if it fails, each request alone, so an error stays with its own sample."""
+    try:
+        outputs = model.generate(requests)
+    except Exception as exc:  # the model failed: keep the reason, go on
+        if len(requests) == 1:
+            yield requests[0].uid, exc
+            return
+        for r in requests:
+            yield from _generate(model, [r])
+        return
+    yield from ((r.uid, o) for r, o in zip(requests, outputs))

@@ -139,7 +139,8 @@ def run(cfg: RunConfig) -> Path:
     dist = init_distributed(device)
     if device == "cuda" and dist.world > 1:
         device = f"cuda:{dist.local_rank}"
-    model = load_model(cfg.model, device=device, dtype=pick_dtype(cfg.dtype, device), name=cfg.model_name)
+    model = load_model(cfg.model, device=device, dtype=pick_dtype(cfg.dtype, device), name=cfg.model_name,
+                       engine=cfg.engine)
     out = Path(cfg.out or Path("outputs") / model.name)
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -161,7 +162,8 @@ def run(cfg: RunConfig) -> Path:
 def _write_run_json(out: Path, cfg: RunConfig, model: Any, device: str, dist: Dist, started: float,
                     finished: bool) -> None:
     run = {
-        "run_id": out.name, "model": model.identity, "device": device, "dtype": model.dtype,
+        "run_id": out.name, "model": model.identity, "engine": getattr(model, "engine_name", None), "device": device,
+        "dtype": model.dtype,
         "world_size": dist.world, "config": cfg.as_dict(), "versions": provenance.versions(),
         "hardware": provenance.hardware(), "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "finished": finished, "wall_s": round(time.time() - started, 3), "peak_mem": provenance.peak_memory(),

@@ -1,0 +1,614 @@
+"""The fast VITA-1.5 engine: prefix sharing, a slot KV cache, CUDA-graph decode, continuous batching.
+
+Requests come in groups (the questions about one image, video or audio) from a source that a
+worker pool fills ahead of the GPU (`GroupSource`). Each admission round:
+1. encodes every distinct media item of the round once (ViT tiles / frames in batches, Whale audio);
+2. splices each request (`VITAQwen2ForCausalLM.splice`, the reference's own splicer);
+3. prefills the round's common root once, forks it into the groups' slots, prefills each group's
+   shared prefix once, forks that into one slot per question and prefills each question's suffix
+   (`vita15.prefix` finds the shared lengths from ids and media keys);
+4. picks each request's first token from its last position.
+Between rounds every busy slot decodes one token per step. A step is `Qwen2Model.forward` over
+`SlotCache` (per-slot positions, so finished slots are refilled while others decode), captured
+once per (batch bucket, key-length bucket) as a CUDA graph that also does the argmax and the
+bookkeeping on the GPU; the host looks at the new tokens every few steps (`sync_every`), checks
+stop ids and stop strings on token bytes (`vita15.stopping`) and hands finished rows out at once.
+
+Same answers: every request's tokens equal the reference engine's (`vita15.inference`) up to
+floating-point summation order (tested exactly in fp32 on the CPU). A round that fails is retried
+group by group, then request by request, so an error stays with the request that causes it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch.nn.attention import sdpa_kernel
+
+from .inference import (
+    DECODE_BACKENDS,
+    Generation,
+    PreparedRequest,
+    finish_generation,
+    pad_audio,
+    penalize,
+    prepare_request,
+    select_token,
+    splice_warnings,
+)
+from .kv_slots import SLOT_ATTENTION, SlotCache, SlotPlan
+from .prefix import atoms, plan_prefixes
+from .stopping import StopMatcher, TokenBytes
+
+log = logging.getLogger(__name__)
+
+BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512)
+IMAGE_TOKEN_INDEX, AUDIO_TOKEN_INDEX = -200, -500
+
+
+@dataclass
+class Job:
+    """One request as the engine sees it: prepared inputs plus decoding parameters.
+
+    `gen` needs do_sample, temperature, top_p, max_new_tokens, stop and seed (the harness's
+    GenerationParams has them).
+    """
+
+    uid: str
+    prepared: PreparedRequest
+    gen: Any
+
+
+class GroupSource(Protocol):
+    """Where groups of jobs come from (filled ahead of the GPU by worker threads)."""
+
+    def poll(self) -> list[Job] | None:
+        """A ready group, or None if none is ready now (or none is left)."""
+
+    def get(self) -> list[Job] | None:
+        """The next group, waiting for it; None when the source is exhausted."""
+
+
+class ListSource:
+    """A GroupSource over groups already prepared (tests, the single-call `generate`)."""
+
+    def __init__(self, groups: Sequence[list[Job]]) -> None:
+        self._groups = deque(groups)
+
+    def poll(self) -> list[Job] | None:
+        return self._groups.popleft() if self._groups else None
+
+    def get(self) -> list[Job] | None:
+        return self.poll()
+
+
+@dataclass
+class _Row:
+    """Host bookkeeping of one slot that is generating."""
+
+    job: Job
+    slot: int
+    n_prompt: int
+    warnings: list[str]
+    stopper: StopMatcher
+    generator: torch.Generator | None
+    tokens: list[int] = field(default_factory=list)
+    n_gen: int = 1  # generated on the device so far (the first comes from the prefill)
+
+    @property
+    def remaining(self) -> int:
+        return self.job.gen.max_new_tokens - self.n_gen
+
+    @property
+    def samples(self) -> bool:
+        return bool(self.job.gen.do_sample) and self.job.gen.temperature > 0
+
+
+class _Slots:
+    """Device state of all slots: the KV cache plus per-slot length, next id, history, activity."""
+
+    def __init__(self, config, n: int, capacity: int, vocab: int, penalty: bool, device, dtype) -> None:
+        self.n, self.capacity = n, capacity
+        self.cache = SlotCache(config, n + 1, capacity, device, dtype)  # row n: scratch for round roots
+        self.scratch = n
+        self.length = torch.zeros(n + 1, dtype=torch.long, device=device)
+        self.active = torch.zeros(n, dtype=torch.long, device=device)
+        self.next_ids = torch.zeros(n, dtype=torch.long, device=device)
+        self.history = torch.zeros(n, capacity, dtype=torch.long, device=device)
+        self.n_gen = torch.zeros(n, dtype=torch.long, device=device)
+        self.seen = torch.zeros(n, vocab, dtype=torch.bool, device=device) if penalty else None
+        self.positions = torch.arange(capacity, device=device)
+        self.host_length = [0] * (n + 1)
+        self.free = list(range(n))
+
+    def take(self, count: int) -> list[int]:
+        """The lowest free slots, so busy slots stay packed at the front (small decode buckets)."""
+        self.free.sort()
+        taken, self.free = self.free[:count], self.free[count:]
+        return taken
+
+    def give_back(self, slots: Sequence[int]) -> None:
+        self.free.extend(slots)
+
+
+class FastEngine:
+    """Continuous-batching generation over a slot KV cache (see the module docstring)."""
+
+    def __init__(self, model, tokenizer, generation_config: dict | None = None, *, max_slots: int | None = None,
+                 sync_every: int = 8, cuda_graphs: bool = True, prefill_tokens: int | None = None,
+                 round_tokens: int | None = None, vit_tiles: int = 64, min_shared: int = 16,
+                 kv_memory_fraction: float = 0.85) -> None:
+        self.model = model.eval()
+        self.model.set_attn_implementation(SLOT_ATTENTION)
+        self.tokenizer = tokenizer
+        self.device = model.device
+        self.dtype = model.model.embed_tokens.weight.dtype
+        self.vocab_limit = min(len(tokenizer), model.config.vocab_size)
+        self.repetition_penalty = float((generation_config or {}).get("repetition_penalty", 1.0))
+        self.dither = float(model.model.audio_encoder.cfg.dither)
+        on_gpu = self.device.type == "cuda"
+        self.max_slots = max_slots or (256 if on_gpu else 16)
+        self.sync_every = max(1, sync_every)
+        self.use_graphs = cuda_graphs and on_gpu
+        self.prefill_tokens = prefill_tokens or (16384 if on_gpu else 2048)
+        self.round_tokens = round_tokens or (65536 if on_gpu else 8192)
+        self.vit_tiles, self.min_shared = vit_tiles, min_shared
+        self.kv_memory_fraction = kv_memory_fraction
+        self.token_bytes = TokenBytes(tokenizer)
+        self._stoppers: dict[tuple[str, ...], StopMatcher] = {}
+        self._slots: _Slots | None = None
+        self._graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
+        self._graph_pool = None
+        self._decode_rows: dict[int, torch.Tensor] = {}
+        self.stats = {"rounds": 0, "prefill_positions": 0, "shared_positions": 0, "decode_steps": 0,
+                      "graphs": 0, "graph_failures": 0}
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str = "cpu", dtype: str = "fp32", **kw) -> "FastEngine":
+        from .checkpoint import load_vita
+
+        model, tokenizer = load_vita(path, device=device, dtype=dtype)
+        gen_path = Path(path) / "generation_config.json"
+        return cls(model, tokenizer, json.loads(gen_path.read_text()) if gen_path.is_file() else {}, **kw)
+
+    # ---------------------------------------------------------------- host-side preparation (worker threads)
+    def prepare(self, request: Any, tiles_cache: dict | None = None) -> PreparedRequest:
+        """`prepare_request` plus page-locking, so the copy to the GPU does not block the GPU thread."""
+        prepared = prepare_request(request, self.tokenizer, self.dither, tiles_cache)
+        if self.device.type == "cuda":
+            if prepared.pixel_values is not None:
+                prepared.pixel_values = prepared.pixel_values.pin_memory()
+            if prepared.audio_features is not None:
+                prepared.audio_features = prepared.audio_features.pin_memory()
+        return prepared
+
+    # ---------------------------------------------------------------- public generation
+    def generate(self, jobs_by_group: Sequence[list[Job]]) -> dict[str, Generation | Exception]:
+        """Every job's result, keyed by uid (a convenience over `stream`)."""
+        return dict(self.stream(ListSource(list(jobs_by_group))))
+
+    @torch.no_grad()
+    def stream(self, source: GroupSource) -> Iterator[tuple[str, Generation | Exception]]:
+        """Yield (uid, Generation or the exception that failed it) as each request finishes."""
+        rows: dict[int, _Row] = {}
+        pending: deque[list[Job]] = deque()
+        exhausted = False
+        with sdpa_kernel(DECODE_BACKENDS):
+            while True:
+                while not exhausted and self._waiting(pending) < 2 * self.max_slots:
+                    group = source.poll()
+                    if group is None:
+                        break
+                    pending.extend(self._split(group))
+                if not rows and not pending:
+                    if exhausted:
+                        return
+                    group = source.get()
+                    if group is None:
+                        exhausted = True
+                    else:
+                        pending.extend(self._split(group))
+                    continue
+                if pending and self._should_admit(rows, pending):
+                    yield from self._admit(pending, rows)
+                if rows:
+                    try:
+                        yield from self._decode_window(rows)
+                    except Exception as exc:  # a failed step fails the rows in flight, not the stream
+                        log.warning("decode step failed for %d requests: %s: %s", len(rows), type(exc).__name__, exc)
+                        self._slots.active.zero_()
+                        self._slots.give_back(list(rows))
+                        failed, rows = rows, {}
+                        for row in failed.values():
+                            yield row.job.uid, exc
+
+    @staticmethod
+    def _waiting(pending: deque[list[Job]]) -> int:
+        return sum(len(g) for g in pending)
+
+    def _split(self, group: list[Job]) -> list[list[Job]]:
+        """A group larger than the slot count is shared in slot-sized parts."""
+        n = self.max_slots
+        return [group[i : i + n] for i in range(0, len(group), n)] if group else []
+
+    def _should_admit(self, rows: dict[int, _Row], pending: deque[list[Job]]) -> bool:
+        """Admit when idle, or when enough slots are free that the prefill batch is worth it."""
+        slots = self._slots
+        if slots is not None and len(pending[0]) > slots.n:  # fewer slots than max_slots fit in memory
+            head = pending.popleft()
+            pending.extendleft(reversed([head[i : i + slots.n] for i in range(0, len(head), slots.n)]))
+        if not rows or slots is None:
+            return True
+        if self._capacity_for(pending[0]) > slots.capacity:
+            return False  # drain first, then reallocate bigger slots
+        free = len(slots.free)
+        return free >= len(pending[0]) and free >= min(max(1, slots.n // 4), self._waiting(pending))
+
+    # ---------------------------------------------------------------- slot allocation
+    def _capacity_for(self, group: Sequence[Job]) -> int:
+        longest = self.model.config.tokenizer_model_max_length
+        new = max(int(j.gen.max_new_tokens) for j in group)
+        return int(math.ceil((longest + new + self.sync_every + 2) / 128) * 128)
+
+    def _ensure_slots(self, capacity: int) -> _Slots:
+        if self._slots is not None and self._slots.capacity >= capacity:
+            return self._slots
+        self._slots, self._graphs, self._decode_rows = None, {}, {}
+        config = self.model.config
+        per_slot = SlotCache.bytes_per_token(config, self.dtype) * capacity
+        n = self.max_slots
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+            free, _ = torch.cuda.mem_get_info(self.device)
+            reserve = max(4 << 30, int(0.12 * free))  # prefill activations, graph pools, the ViT
+            n = max(1, min(n, int((free - reserve) * self.kv_memory_fraction) // per_slot))
+        self._slots = _Slots(config, n, capacity, self.vocab_limit, self.repetition_penalty != 1.0, self.device,
+                             self.dtype)
+        log.info("fast engine: %d slots x %d positions (%.1f GiB KV)", n, capacity, n * per_slot / 2**30)
+        return self._slots
+
+    def _stopper(self, stop: Sequence[str]) -> StopMatcher:
+        key = tuple(stop)
+        if key not in self._stoppers:
+            self._stoppers[key] = StopMatcher(self.tokenizer, key, self.token_bytes)
+        return self._stoppers[key]
+
+    # ---------------------------------------------------------------- admission
+    def _take_round(self, pending: deque[list[Job]], free: int) -> list[list[Job]]:
+        groups, n, tokens = [], 0, 0
+        while pending and n + len(pending[0]) <= free:
+            cost = sum(_estimate_positions(j.prepared) for j in pending[0])
+            if groups and tokens + cost > self.round_tokens:
+                break
+            group = pending.popleft()
+            groups.append(group)
+            n, tokens = n + len(group), tokens + cost
+        return groups
+
+    def _admit(self, pending: deque[list[Job]], rows: dict[int, _Row]) -> Iterator[tuple[str, Exception]]:
+        slots = self._ensure_slots(self._capacity_for(pending[0]))
+        if len(pending[0]) > slots.n:
+            self._should_admit(rows, pending)  # splits the head group to the slot count
+        groups = self._take_round(pending, len(slots.free))
+        if not groups:
+            return
+        yield from self._admit_isolated(groups, rows)
+
+    def _admit_isolated(self, groups: list[list[Job]], rows: dict[int, _Row]) -> Iterator[tuple[str, Exception]]:
+        """Admit a round; if it fails, each group alone, then each request alone, so errors stay put."""
+        slots = self._slots
+        taken = slots.take(sum(len(g) for g in groups))
+        try:
+            new = self._prefill_round(groups, taken)
+        except Exception as exc:  # any failure: retry smaller, the culprit ends up alone
+            slots.active[taken] = 0
+            slots.give_back(taken)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if len(groups) > 1:
+                for group in groups:
+                    yield from self._admit_isolated([group], rows)
+            elif len(groups[0]) > 1:
+                for job in groups[0]:
+                    yield from self._admit_isolated([[job]], rows)
+            else:
+                log.warning("request %s failed: %s: %s", groups[0][0].uid, type(exc).__name__, exc)
+                yield groups[0][0].uid, exc
+            return
+        for row in new:
+            rows[row.slot] = row
+
+    def _encode_media(self, jobs: Sequence[Job]) -> dict[bytes, torch.Tensor]:
+        """key -> spliced block, each distinct tile / frame / audio encoded once."""
+        blocks: dict[bytes, torch.Tensor] = {}
+        pixels, pixel_keys, audio, audio_keys, seen = [], [], [], [], set()
+        for job in jobs:
+            p = job.prepared
+            n_visual = 0 if p.pixel_values is None else len(p.pixel_values)
+            for i, key in enumerate(p.media_keys[:n_visual]):
+                if key not in seen:
+                    seen.add(key)
+                    pixels.append(p.pixel_values[i])
+                    pixel_keys.append(key)
+            if p.audio_features is not None:
+                key = p.media_keys[n_visual]
+                if key not in seen:
+                    seen.add(key)
+                    audio.append(p.audio_features)
+                    audio_keys.append(key)
+        for start in range(0, len(pixels), self.vit_tiles):
+            chunk = torch.stack(pixels[start : start + self.vit_tiles]).to(self.device, non_blocking=True)
+            for key, emb in zip(pixel_keys[start : start + self.vit_tiles], self.model.encode_images(chunk)):
+                blocks[key] = emb
+        if audio:
+            for key, emb in zip(audio_keys, self.model.encode_audio(*pad_audio(audio))):
+                blocks[key] = emb
+        return blocks
+
+    def _prefill_round(self, groups: list[list[Job]], taken: list[int]) -> list[_Row]:
+        slots, model = self._slots, self.model
+        jobs = [j for g in groups for j in g]
+        blocks = self._encode_media(jobs)
+        images = [blocks[k] for j in jobs for k, t in zip(j.prepared.media_keys, _placeholders(j.prepared))
+                  if t == IMAGE_TOKEN_INDEX]
+        audio = [blocks[k] for j in jobs for k, t in zip(j.prepared.media_keys, _placeholders(j.prepared))
+                 if t == AUDIO_TOKEN_INDEX]
+        names = [f"request {j.uid}" for j in jobs]
+        with splice_warnings(names) as warnings:
+            embeds, _ = model.splice([j.prepared.input_ids for j in jobs], torch.stack(images) if images else None,
+                                     audio or None, None, names)
+        seqs = [atoms(j.prepared.input_ids.tolist(), j.prepared.media_keys,
+                      [len(blocks[k]) for k in j.prepared.media_keys]) for j in jobs]
+        index, members = 0, []
+        for g in groups:
+            members.append(list(range(index, index + len(g))))
+            index += len(g)
+        plan = plan_prefixes(seqs, [len(e) for e in embeds], members, self.min_shared)
+        slot_of = dict(enumerate(taken))
+        leaders = [m[0] for m in members]
+        # 1. the round's root, once, in the scratch slot; forked into every group's first slot
+        self._reset(taken + [slots.scratch])
+        if plan.root:
+            self._extend([slots.scratch], [embeds[0][: plan.root]], want_logits=False)
+            self._fork(slots.scratch, [slot_of[i] for i in leaders], plan.root)
+        # 2. each group's shared prefix, once, in its first slot; forked into its other slots
+        grow = [(slot_of[m[0]], embeds[m[0]][plan.root : s]) for m, s in zip(members, plan.shared) if s > plan.root]
+        if grow:
+            self._extend([s for s, _ in grow], [e for _, e in grow], want_logits=False)
+        for m, share in zip(members, plan.shared):
+            if len(m) > 1:
+                self._fork(slot_of[m[0]], [slot_of[i] for i in m[1:]], share)
+        # 3. every request's own suffix, with logits at its last position
+        starts = [share for m, share in zip(members, plan.shared) for _ in m]
+        last = self._extend([slot_of[i] for i in range(len(jobs))],
+                            [e[s:] for e, s in zip(embeds, starts)], want_logits=True)
+        self.stats["rounds"] += 1
+        self.stats["prefill_positions"] += sum(len(e) for e in embeds)
+        self.stats["shared_positions"] += plan.root * (len(jobs) - 1) + sum(
+            (s - plan.root) * (len(m) - 1) for m, s in zip(members, plan.shared))
+        return self._start_rows(jobs, taken, last, [len(e) for e in embeds], warnings)
+
+    def _reset(self, slot_ids: list[int]) -> None:
+        slots = self._slots
+        slots.length[slot_ids] = 0
+        for s in slot_ids:
+            slots.host_length[s] = 0
+
+    def _fork(self, src: int, dst: list[int], length: int) -> None:
+        if not dst:
+            return
+        slots = self._slots
+        slots.cache.copy_prefix(src, torch.tensor(dst, device=self.device), length)
+        slots.length[dst] = length
+        for s in dst:
+            slots.host_length[s] = length
+
+    def _extend(self, slot_ids: list[int], chunks: list[torch.Tensor], want_logits: bool) -> torch.Tensor | None:
+        """Append `chunks[i]` to slot `slot_ids[i]` (batched by length); logits at each chunk's end."""
+        order = sorted(range(len(chunks)), key=lambda i: len(chunks[i]))
+        logits: list[torch.Tensor | None] = [None] * len(chunks)
+        batch: list[int] = []
+        for i in order + [None]:
+            if i is not None and (not batch or (len(batch) + 1) * len(chunks[i]) <= self.prefill_tokens):
+                batch.append(i)
+                continue
+            if batch:
+                out = self._extend_batch([slot_ids[b] for b in batch], [chunks[b] for b in batch], want_logits)
+                for b, row in zip(batch, out if want_logits else [None] * len(batch)):
+                    logits[b] = row
+            batch = [i] if i is not None else []
+        return torch.stack(logits) if want_logits else None
+
+    def _extend_batch(self, slot_ids: list[int], chunks: list[torch.Tensor], want_logits: bool):
+        slots, model = self._slots, self.model
+        n = [len(c) for c in chunks]
+        width = max(n)
+        x = chunks[0].new_zeros(len(chunks), width, chunks[0].shape[-1])
+        for i, c in enumerate(chunks):
+            x[i, : len(c)] = c
+        starts = [slots.host_length[s] for s in slot_ids]
+        rows = torch.tensor(slot_ids, device=self.device)
+        offsets = torch.arange(width, device=self.device)
+        pos = (torch.tensor(starts, device=self.device)[:, None] + offsets).clamp(max=slots.capacity - 1)
+        key_len = min(slots.capacity, max(starts) + width)
+        mask = (slots.positions[:key_len][None, None, :] <= pos[:, :, None])[:, None]
+        slots.cache.plan = SlotPlan(write_rows=rows[:, None], write_pos=pos, key_len=key_len, read_rows=rows)
+        hidden = model.model(inputs_embeds=x, position_ids=pos, attention_mask=mask, past_key_values=slots.cache,
+                             use_cache=True).last_hidden_state
+        slots.length[rows] += torch.tensor(n, device=self.device)
+        for s, k in zip(slot_ids, n):
+            slots.host_length[s] += k
+        if not want_logits:
+            return None
+        last = hidden[torch.arange(len(chunks), device=self.device), torch.tensor(n, device=self.device) - 1]
+        return model.lm_head(last)[:, : self.vocab_limit].float()
+
+    def _start_rows(self, jobs: list[Job], taken: list[int], logits: torch.Tensor, n_prompt: list[int],
+                    warnings: list[list[str]]) -> list[_Row]:
+        """First token of each request from its prefill logits; the slots become active."""
+        slots = self._slots
+        rows = []
+        for i, job in enumerate(jobs):
+            gen = job.gen
+            generator = None
+            if gen.do_sample and gen.temperature > 0:
+                generator = torch.Generator(device=self.device).manual_seed(int(gen.seed))
+            rows.append(_Row(job=job, slot=taken[i], n_prompt=n_prompt[i], warnings=warnings[i],
+                             stopper=self._stopper(gen.stop), generator=generator))
+        first = torch.stack([select_token(logits[i], r.samples, r.job.gen.temperature, r.job.gen.top_p, r.generator)
+                             for i, r in enumerate(rows)]) if any(r.samples for r in rows) else logits.argmax(-1)
+        idx = torch.tensor(taken, device=self.device)
+        slots.history[idx, 0] = first
+        slots.next_ids[idx] = first
+        slots.n_gen[idx] = 1
+        slots.active[idx] = 1
+        if slots.seen is not None:
+            slots.seen[idx] = False
+            slots.seen[idx, first] = True
+        return rows
+
+    # ---------------------------------------------------------------- decoding
+    def _decode_window(self, rows: dict[int, _Row]) -> Iterator[tuple[str, Generation]]:
+        slots = self._slots
+        steps = min(self.sync_every, min(r.remaining for r in rows.values()))
+        if steps > 0:
+            batch = _bucket(max(rows) + 1, slots.n)
+            longest = max(slots.host_length[s] for s in rows)
+            key_len = _length_bucket(longest + steps + 1, slots.capacity)
+            if any(r.samples for r in rows.values()):
+                for _ in range(steps):
+                    self._step(batch, key_len, rows)
+            elif self.use_graphs:
+                graph = self._graph(batch, key_len)
+                for _ in range(steps):
+                    graph.replay() if graph is not None else self._step(batch, key_len)
+            else:
+                for _ in range(steps):
+                    self._step(batch, key_len)
+            self.stats["decode_steps"] += steps
+            for r in rows.values():
+                r.n_gen += steps
+                slots.host_length[r.slot] += steps
+        yield from self._collect(rows)
+
+    def _collect(self, rows: dict[int, _Row]) -> Iterator[tuple[str, Generation]]:
+        """Copy the new tokens to the host, apply the stop rules, free and hand out finished rows."""
+        slots = self._slots
+        lo = min(len(r.tokens) for r in rows.values())
+        hi = max(r.n_gen for r in rows.values())
+        top = max(rows) + 1
+        window = slots.history[:top, lo:hi].tolist()
+        finished = []
+        for slot, row in rows.items():
+            checked = len(row.tokens)
+            row.tokens.extend(window[slot][checked - lo : row.n_gen - lo])
+            stop = row.stopper.first_stop(row.tokens, checked)
+            if stop is not None:
+                del row.tokens[stop + 1 :]
+            elif len(row.tokens) >= row.job.gen.max_new_tokens:
+                del row.tokens[row.job.gen.max_new_tokens :]
+            else:
+                continue
+            finished.append(slot)
+        if not finished:
+            return
+        slots.active[finished] = 0
+        slots.give_back(finished)
+        for slot in finished:
+            row = rows.pop(slot)
+            yield row.job.uid, finish_generation(self.tokenizer, row.tokens, row.n_prompt, row.warnings,
+                                                 tuple(row.job.gen.stop))
+
+    def _step(self, batch: int, key_len: int, rows: dict[int, _Row] | None = None) -> None:
+        """One decode step for slots [0, batch); greedy on the device, or per-row sampling if `rows`."""
+        slots, model = self._slots, self.model
+        pos = slots.length[:batch]
+        if batch not in self._decode_rows:
+            self._decode_rows[batch] = torch.arange(batch, device=self.device)[:, None]
+        slots.cache.plan = SlotPlan(write_rows=self._decode_rows[batch], write_pos=pos[:, None], key_len=key_len)
+        mask = (slots.positions[:key_len][None, :] <= pos[:, None])[:, None, None, :]
+        hidden = model.model(input_ids=slots.next_ids[:batch, None], position_ids=pos[:, None], attention_mask=mask,
+                             past_key_values=slots.cache, use_cache=True, fold_gqa=True).last_hidden_state[:, -1]
+        logits = model.lm_head(hidden)[:, : self.vocab_limit].float()
+        if slots.seen is not None:
+            logits = penalize(logits, slots.seen[:batch], self.repetition_penalty)
+        if rows is None:
+            chosen = logits.argmax(-1)
+        else:
+            chosen = logits.argmax(-1)
+            for slot, row in rows.items():
+                if row.samples:
+                    chosen[slot] = select_token(logits[slot], True, row.job.gen.temperature, row.job.gen.top_p,
+                                                row.generator)
+        active = slots.active[:batch]
+        slots.history[:batch].scatter_(1, slots.n_gen[:batch, None], chosen[:, None])
+        slots.n_gen[:batch] += active
+        slots.n_gen[:batch].clamp_(max=slots.capacity - 1)
+        pos += active
+        pos.clamp_(max=slots.capacity - 1)
+        slots.next_ids[:batch] = torch.where(active.bool(), chosen, slots.next_ids[:batch])
+        if slots.seen is not None:
+            seen = slots.seen[:batch]
+            seen.scatter_(1, chosen[:, None], seen.gather(1, chosen[:, None]) | active.bool()[:, None])
+
+    def _graph(self, batch: int, key_len: int) -> torch.cuda.CUDAGraph | None:
+        """The captured step for this bucket (None if capture failed: eager steps then)."""
+        key = (batch, key_len)
+        if key in self._graphs:
+            return self._graphs[key]
+        slots = self._slots
+        saved = slots.active.clone()
+        graph: torch.cuda.CUDAGraph | None = torch.cuda.CUDAGraph()
+        try:
+            slots.active.zero_()  # the warm-up step must not advance any row
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                self._step(batch, key_len)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            if self._graph_pool is None:
+                self._graph_pool = torch.cuda.graph_pool_handle()
+            with torch.cuda.graph(graph, pool=self._graph_pool):
+                self._step(batch, key_len)
+            self.stats["graphs"] += 1
+        except Exception as exc:  # capture is an optimisation: fall back to eager steps
+            log.warning("CUDA graph capture failed for batch %d, keys %d (%s); decoding eagerly", batch, key_len, exc)
+            self.stats["graph_failures"] += 1
+            graph = None
+        finally:
+            slots.active.copy_(saved)
+        self._graphs[key] = graph
+        return graph
+
+
+def _placeholders(prepared: PreparedRequest) -> list[int]:
+    ids = prepared.input_ids
+    return ids[ids < 0].tolist()
+
+
+def _estimate_positions(prepared: PreparedRequest) -> int:
+    """Spliced length before encoding (256 per tile/frame, ~1 per 8 fbank frames of audio)."""
+    ids = prepared.input_ids
+    n = len(ids) + 255 * int((ids == IMAGE_TOKEN_INDEX).sum())
+    if prepared.audio_features is not None:
+        n += len(prepared.audio_features) // 8
+    return n
+
+
+def _bucket(n: int, limit: int) -> int:
+    for b in BATCH_BUCKETS:
+        if b >= n:
+            return min(b, limit)
+    return limit
+
+
+def _length_bucket(n: int, capacity: int) -> int:
+    step = 256 if n <= 2048 else 1024
+    return min(capacity, int(math.ceil(n / step) * step))

@@ -1,0 +1,123 @@
+"""A static KV cache of independent rows ("slots") for the fast engine, as a transformers `Cache`.
+
+transformers' `StaticCache` keeps ONE write position for the whole batch (`cumulative_length`), so
+every row must be aligned; a finished row can then only be refilled by re-padding the batch. Here
+each slot has its own length: a row writes its keys at its own position, so a finished slot is
+refilled with a new request while the others keep decoding (continuous batching), and a prefix
+computed once is forked into several slots by copying its keys. Qwen2's own modules (norms,
+rotary, projections, MLP) run unchanged through `Qwen2Model.forward`; only the cache layer and
+the attention function (registered through transformers' `AttentionInterface`) are ours.
+
+Masks are positional: key j of slot b is visible to the query at position p iff j <= p, because
+a slot holds exactly its sequence in positions [0, length) (no holes, rotary position = index).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import AttentionInterface, Cache
+from transformers.cache_utils import CacheLayerMixin
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+SLOT_ATTENTION = "vita_slots"
+
+
+def slot_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
+                   fold_gqa: bool = False, **kwargs):
+    """transformers' SDPA attention, except one-token decode steps with `fold_gqa=True`.
+
+    With a mask, transformers repeats every key/value head for each query head (`repeat_kv`), which
+    at decode time copies the whole cache 7 times per layer and step. A single query token can
+    instead fold its query heads onto their shared kv head: (B, Hkv·G, 1, D) -> (B, Hkv, G, D)
+    attends to (B, Hkv, L, D) directly, the same arithmetic without the copy.
+    """
+    if fold_gqa and query.shape[2] == 1:
+        batch, heads, _, dim = query.shape
+        kv_heads = key.shape[1]
+        folded = query.reshape(batch, kv_heads, heads // kv_heads, dim)
+        out = F.scaled_dot_product_attention(folded, key, value, attn_mask=attention_mask, scale=scaling)
+        return out.reshape(batch, 1, heads, dim), None
+    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                  **kwargs)
+
+
+AttentionInterface.register(SLOT_ATTENTION, slot_attention)
+AttentionMaskInterface.register(SLOT_ATTENTION, sdpa_mask)  # 2-D masks of other callers build as for sdpa
+
+
+@dataclass
+class SlotPlan:
+    """Where the next forward writes and what it reads.
+
+    `write_rows` (R, 1) and `write_pos` (R, N) index the new tokens' slots and positions.
+    `read_rows` None means the batch rows ARE slots 0..R-1 (decode: the keys are a view, no copy);
+    otherwise the listed slots are gathered (prefill of arbitrary slots).
+    """
+
+    write_rows: torch.Tensor
+    write_pos: torch.Tensor
+    key_len: int
+    read_rows: torch.Tensor | None = None
+
+
+class SlotLayer(CacheLayerMixin):
+    """One decoder layer's keys and values: (slots, kv_heads, capacity, head_dim), written in place."""
+
+    is_compileable = True
+
+    def __init__(self, owner: "SlotCache", keys: torch.Tensor, values: torch.Tensor) -> None:
+        super().__init__()
+        self.owner, self.keys, self.values = owner, keys, values
+        self._keys_t, self._values_t = keys.permute(0, 2, 1, 3), values.permute(0, 2, 1, 3)  # (S, L, H, D) views
+        self.is_initialized = True
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        """Allocated up front by the owner (graph capture needs fixed addresses)."""
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        plan = self.owner.plan
+        index = (plan.write_rows, plan.write_pos)
+        self._keys_t.index_put_(index, key_states.transpose(1, 2).to(self.keys.dtype))
+        self._values_t.index_put_(index, value_states.transpose(1, 2).to(self.values.dtype))
+        keys, values = self.keys[:, :, : plan.key_len], self.values[:, :, : plan.key_len]
+        if plan.read_rows is None:
+            rows = plan.write_rows.shape[0]
+            return keys[:rows], values[:rows]
+        return keys.index_select(0, plan.read_rows), values.index_select(0, plan.read_rows)
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.owner.plan.key_len, 0
+
+    def get_seq_length(self) -> int:
+        return self.owner.plan.key_len
+
+    def get_max_length(self) -> int:
+        return self.keys.shape[2]
+
+
+class SlotCache(Cache):
+    """`slots` rows of `capacity` positions for every decoder layer of `config`."""
+
+    def __init__(self, config, slots: int, capacity: int, device: torch.device, dtype: torch.dtype) -> None:
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        shape = (slots, config.num_key_value_heads, capacity, head_dim)
+        self.plan: SlotPlan | None = None
+        layers = [SlotLayer(self, torch.zeros(shape, device=device, dtype=dtype),
+                            torch.zeros(shape, device=device, dtype=dtype)) for _ in range(config.num_hidden_layers)]
+        super().__init__(layers=layers)
+        self.slots, self.capacity = slots, capacity
+
+    @staticmethod
+    def bytes_per_token(config, dtype: torch.dtype) -> int:
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        size = torch.empty((), dtype=dtype).element_size()
+        return 2 * config.num_hidden_layers * config.num_key_value_heads * head_dim * size
+
+    def copy_prefix(self, src: int, dst: torch.Tensor, length: int) -> None:
+        """Fork: positions [0, length) of slot `src` into every slot in `dst` (a prefix computed once)."""
+        for layer in self.layers:
+            for buf in (layer.keys, layer.values):
+                buf[dst, :, :length] = buf[src : src + 1, :, :length]
