@@ -47,6 +47,7 @@ class Generation:
     n_prompt_tokens: int  # spliced sequence length fed to the decoder
     n_new_tokens: int
     warnings: list[str] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)  # the generated ids (stop token included)
 
 
 @dataclass
@@ -162,7 +163,7 @@ def finish_generation(tokenizer, tokens: list[int], n_prompt: int, warnings: lis
     raw = _cut_at_stop(tokenizer.decode(tokens, skip_special_tokens=False), stop)
     text = _cut_at_stop(tokenizer.decode(tokens, skip_special_tokens=True), stop).strip()
     return Generation(raw=raw, answer=strip_markers(text), n_prompt_tokens=n_prompt,
-                      n_new_tokens=len(tokens), warnings=list(warnings))
+                      n_new_tokens=len(tokens), warnings=list(warnings), token_ids=list(tokens))
 
 
 def pad_audio(features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,196 @@
+"""The fast engine gives exactly the reference engine's token ids (fp32, CPU), and fails alone."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pytest
+import torch
+
+from vita15.engine import FastEngine, Job
+from vita15.prefix import atoms, common_prefix, plan_prefixes
+from vita15.stopping import StopMatcher
+
+from .conftest import Req, random_image
+
+
+@dataclass(frozen=True)
+class Gen:
+    """Duck-typed like vita_eval.types.GenerationParams."""
+
+    do_sample: bool = False
+    temperature: float = 0.0
+    top_p: float | None = None
+    max_new_tokens: int = 6
+    stop: tuple[str, ...] = ("<|im_end|>",)
+    seed: int = 0
+
+
+@pytest.fixture(scope="module")
+def media():
+    rng = np.random.default_rng(1)
+    return {"wide": random_image(rng, 700, 300), "square": random_image(rng, 448, 448),
+            "frame": random_image(rng, 320, 240), "speech": (0.1 * rng.standard_normal(16000 * 2)).astype(np.float32),
+            "speech2": (0.1 * rng.standard_normal(16000 * 3)).astype(np.float32)}
+
+
+@pytest.fixture(scope="module")
+def fast(inference):
+    """Three slots, so ten requests need refills while others decode (continuous batching)."""
+    return FastEngine(inference.model, inference.tokenizer, max_slots=3, sync_every=4, min_shared=4)
+
+
+def reference(inference, request, gen: Gen):
+    (out,) = inference.generate([request], do_sample=gen.do_sample, temperature=gen.temperature, top_p=gen.top_p,
+                                max_new_tokens=gen.max_new_tokens, stop=gen.stop, seed=gen.seed)
+    return out
+
+
+def run_fast(fast, groups):
+    jobs = []
+    for group in groups:
+        tiles: dict = {}
+        jobs.append([Job(r.uid, fast.prepare(r, tiles), g) for r, g in group])
+    return fast.generate(jobs)
+
+
+def assert_same(inference, fast, groups):
+    got = run_fast(fast, groups)
+    for group in groups:
+        for request, gen in group:
+            want = reference(inference, request, gen)
+            out = got[request.uid]
+            assert not isinstance(out, Exception), (request.uid, out)
+            assert out.token_ids == want.token_ids, request.uid
+            assert (out.raw, out.answer, out.n_prompt_tokens) == (want.raw, want.answer, want.n_prompt_tokens)
+    return got
+
+
+def test_prefix_shared_groups_and_every_modality(inference, fast, media):
+    g = Gen()
+    groups = [
+        [(Req("img-a", "What is in the picture?", images=[media["wide"]], max_tiles=2), g),
+         (Req("img-b", "What colour is the biggest shape?", images=[media["wide"]], max_tiles=2), g),
+         (Req("img-c", "What is in the picture? Answer briefly.", images=[media["wide"]], max_tiles=2), g)],
+        [(Req("vid-a", "What happens?", frames=[media["frame"]] * 3, modality="video"), g),
+         (Req("vid-b", "Who moves?", frames=[media["frame"]] * 3, modality="video"), g)],
+        [(Req("aud-a", "", audio=media["speech"], modality="lang"), g),
+         (Req("aud-b", "Please repeat:", audio=media["speech"], modality="lang"), g)],
+        [(Req("txt", "Tell me a long story about a cat who lives on the moon."), g)],
+        [(Req("sq", "Is there a circle?", images=[media["square"]]), g)],
+        [(Req("aud-c", "", audio=media["speech2"], modality="lang"), g)],
+    ]
+    before = dict(fast.stats)
+    assert_same(inference, fast, groups)
+    assert fast.stats["shared_positions"] - before["shared_positions"] > 2 * 3 * 256  # image and video prefixes
+
+
+def test_mixed_prompt_and_answer_lengths_with_refills(inference, fast, media):
+    (probe,) = inference.decode(inference.embed_requests([Req("p", "Count to ten.")])[0], max_new_tokens=4)
+    third = inference.tokenizer.decode(probe[2:3])  # a stop string hit at the 3rd token of that prompt
+    groups = [
+        [(Req("n1", "Count to ten."), Gen(max_new_tokens=1))],
+        [(Req("stop", "Count to ten."), Gen(max_new_tokens=9, stop=("<|im_end|>", third)))],
+        [(Req("n11", "Say something long about the sea and the sky."), Gen(max_new_tokens=11))],
+        [(Req("i2", "Name the shapes.", images=[media["wide"]], max_tiles=2), Gen(max_new_tokens=2)),
+         (Req("i7", "Describe the colours.", images=[media["wide"]], max_tiles=2), Gen(max_new_tokens=7))],
+        [(Req("a5", "", audio=media["speech2"], modality="lang"), Gen(max_new_tokens=5))],
+    ]
+    got = assert_same(inference, fast, groups)
+    assert got["stop"].n_new_tokens <= 3 and third not in got["stop"].raw
+    assert [got[u].n_new_tokens for u in ("n1", "n11", "i2", "i7", "a5")] == [1, 11, 2, 7, 5]
+
+
+def test_sampling_stop_strings_and_repetition_penalty_match(inference, media):
+    engine = FastEngine(inference.model, inference.tokenizer, {"repetition_penalty": 1.3}, max_slots=4)
+    inference.repetition_penalty = 1.3
+    try:
+        sampled = Gen(do_sample=True, temperature=1.0, top_p=0.9, max_new_tokens=6, seed=3)
+        multi = Gen(max_new_tokens=8, stop=("<|im_end|>", "e", "ing"))
+        groups = [[(Req("s1", "Tell me a story."), sampled), (Req("s2", "Tell me a joke."), sampled)],
+                  [(Req("g1", "Tell me a story."), multi)],
+                  [(Req("v", "What happens?", frames=[media["frame"]] * 2, modality="video"), sampled)]]
+        assert_same(inference, engine, groups)
+    finally:
+        inference.repetition_penalty = 1.0
+
+
+def test_a_failing_request_fails_alone(inference, fast, media):
+    poison = inference.tokenizer(" zebra", add_special_tokens=False)["input_ids"][0]
+
+    def hook(module, args):
+        if (args[0] == poison).any():
+            raise RuntimeError("poisoned request")
+
+    g = Gen(max_new_tokens=3)
+    groups = [[(Req("ok-1", "Where is the square?", images=[media["wide"]], max_tiles=2), g),
+               (Req("bad", "Where is the zebra?", images=[media["wide"]], max_tiles=2), g),
+               (Req("ok-2", "Where is the circle?", images=[media["wide"]], max_tiles=2), g)],
+              [(Req("ok-3", "Tell me about cats."), g)]]
+    handle = inference.model.model.embed_tokens.register_forward_pre_hook(hook)
+    try:
+        got = run_fast(fast, groups)
+    finally:
+        handle.remove()
+    assert isinstance(got["bad"], RuntimeError) and "poisoned" in str(got["bad"])
+    for request, gen in [groups[0][0], groups[0][2], groups[1][0]]:
+        assert got[request.uid].token_ids == reference(inference, request, gen).token_ids
+
+
+def test_truncation_warning_reaches_the_request(inference, fast, media):
+    inference.model.config.tokenizer_model_max_length = 300
+    try:
+        got = run_fast(fast, [[(Req("long", "What is it?", images=[media["wide"]], max_tiles=2), Gen(max_new_tokens=2)),
+                               (Req("long2", "Why?", images=[media["wide"]], max_tiles=2), Gen(max_new_tokens=2))],
+                              [(Req("short", "Hi."), Gen(max_new_tokens=2))]])
+    finally:
+        inference.model.config.tokenizer_model_max_length = 6200
+    assert got["long"].n_prompt_tokens == 300 and "request long" in got["long"].warnings[0]
+    assert got["short"].warnings == []
+
+
+def test_stop_matcher_equals_decoding_the_window(tokenizer):
+    rng = np.random.default_rng(0)
+    words = tokenizer("the cat sat on the mat, singing loudly; then it ate <|im_end|> 猫在唱歌",
+                      add_special_tokens=False)["input_ids"]
+    stops = ("at", "ing", ";", "唱", "<|im_end|>", "t th")
+    matcher = StopMatcher(tokenizer, stops)
+    for _ in range(200):
+        tokens = [int(t) for t in rng.choice(words, size=12)]
+        want = next((i for i in range(len(tokens)) if tokens[i] in matcher.ids or any(
+            s in tokenizer.decode(tokens[max(0, i - 15): i + 1], skip_special_tokens=False) for s in stops)), None)
+        assert matcher.first_stop(tokens) == want, tokens
+
+
+def test_prefix_plan_shares_root_and_groups():
+    key = b"k" * 16
+    img = [(key, 256)]
+    a = atoms([1, 2, 3, -200, 7, 8], [key], [256])
+    b = atoms([1, 2, 3, -200, 7, 9, 9], [key], [256])
+    c = atoms([1, 2, 3, 4, 5], [], [])
+    assert a[3] == img[0] and common_prefix([a, b]) == 3 + 256 + 1
+    plan = plan_prefixes([a, b, c], [261, 262, 5], [[0, 1], [2]], min_shared=2)
+    assert plan.root == 3 and plan.shared == [260, 3]
+    other = atoms([1, 2, 3, -200, 7, 8], [b"x" * 16], [256])
+    assert common_prefix([a, other]) == 3  # another image breaks the prefix at its block
+    assert plan_prefixes([a, a], [261, 261], [[0, 1]], min_shared=2).shared == [260]  # suffix never empty
+
+
+def test_prepare_keys_name_content(inference, media):
+    from vita15.inference import prepare_request
+
+    tok = inference.tokenizer
+    one = prepare_request(Req("x", "Q1", images=[media["wide"]], max_tiles=2), tok)
+    two = prepare_request(Req("y", "Q2", images=[media["wide"].copy()], max_tiles=2), tok)
+    three = prepare_request(Req("z", "Q1", images=[media["wide"]], max_tiles=1), tok)
+    assert one.media_keys == two.media_keys and len(one.media_keys) == len(one.pixel_values) == 3
+    assert three.media_keys[0] != one.media_keys[0]  # another tile budget, other tiles
+    assert torch.equal(one.pixel_values, two.pixel_values)
+
+
+def test_generation_params_are_per_request(inference, fast, media):
+    """Rows of one round may decode with different budgets and stops (replace() keeps dataclass semantics)."""
+    g = Gen(max_new_tokens=4)
+    groups = [[(Req("r1", "One."), g), (Req("r2", "One."), replace(g, max_new_tokens=2))]]
+    got = assert_same(inference, fast, groups)
+    assert got["r1"].token_ids[:2] == got["r2"].token_ids
