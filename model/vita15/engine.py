@@ -164,6 +164,7 @@ class FastEngine:
         self.token_bytes = TokenBytes(tokenizer)
         self._stoppers: dict[tuple[str, ...], StopMatcher] = {}
         self._slots: _Slots | None = None
+        self._capacity_floor = 0
         self._graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
         self._graph_pool = None
         self._decode_rows: dict[int, torch.Tensor] = {}
@@ -252,14 +253,20 @@ class FastEngine:
         return free >= len(pending[0]) and free >= min(max(1, slots.n // 4), self._waiting(pending))
 
     # ---------------------------------------------------------------- slot allocation
+    def _positions_needed(self, prompt: int, max_new: int) -> int:
+        return min(prompt, self.model.config.tokenizer_model_max_length) + max_new + self.sync_every + 2
+
     def _capacity_for(self, group: Sequence[Job]) -> int:
-        longest = self.model.config.tokenizer_model_max_length
-        new = max(int(j.gen.max_new_tokens) for j in group)
-        return int(math.ceil((longest + new + self.sync_every + 2) / 128) * 128)
+        """Slot length this group needs (spliced length estimated before encoding; floors raised by
+        a round that found its estimate short)."""
+        need = max(self._positions_needed(_estimate_positions(j.prepared), int(j.gen.max_new_tokens)) for j in group)
+        return max(need, self._capacity_floor)
 
     def _ensure_slots(self, capacity: int) -> _Slots:
+        """Slots at least `capacity` long (25% headroom, so a workload reallocates rarely)."""
         if self._slots is not None and self._slots.capacity >= capacity:
             return self._slots
+        capacity = int(math.ceil(capacity * 1.25 / 256) * 256)
         self._slots, self._graphs, self._decode_rows = None, {}, {}
         config = self.model.config
         per_slot = SlotCache.bytes_per_token(config, self.dtype) * capacity
@@ -283,7 +290,7 @@ class FastEngine:
     # ---------------------------------------------------------------- admission
     def _take_round(self, pending: deque[list[Job]], free: int) -> list[list[Job]]:
         groups, n, tokens = [], 0, 0
-        while pending and n + len(pending[0]) <= free:
+        while pending and n + len(pending[0]) <= free and self._capacity_for(pending[0]) <= self._slots.capacity:
             cost = sum(_estimate_positions(j.prepared) for j in pending[0])
             if groups and tokens + cost > self.round_tokens:
                 break
@@ -299,14 +306,20 @@ class FastEngine:
         groups = self._take_round(pending, len(slots.free))
         if not groups:
             return
-        yield from self._admit_isolated(groups, rows)
+        yield from self._admit_isolated(groups, rows, pending)
 
-    def _admit_isolated(self, groups: list[list[Job]], rows: dict[int, _Row]) -> Iterator[tuple[str, Exception]]:
+    def _admit_isolated(self, groups: list[list[Job]], rows: dict[int, _Row],
+                        pending: deque[list[Job]]) -> Iterator[tuple[str, Exception]]:
         """Admit a round; if it fails, each group alone, then each request alone, so errors stay put."""
         slots = self._slots
         taken = slots.take(sum(len(g) for g in groups))
         try:
             new = self._prefill_round(groups, taken)
+        except _CapacityShort as short:  # estimate too low: back in the queue, longer slots once drained
+            slots.give_back(taken)
+            self._capacity_floor = max(self._capacity_floor, short.needed)
+            pending.extendleft(reversed(groups))
+            return
         except Exception as exc:  # any failure: retry smaller, the culprit ends up alone
             slots.active[taken] = 0
             slots.give_back(taken)
@@ -314,10 +327,10 @@ class FastEngine:
                 torch.cuda.empty_cache()
             if len(groups) > 1:
                 for group in groups:
-                    yield from self._admit_isolated([group], rows)
+                    yield from self._admit_isolated([group], rows, pending)
             elif len(groups[0]) > 1:
                 for job in groups[0]:
-                    yield from self._admit_isolated([[job]], rows)
+                    yield from self._admit_isolated([[job]], rows, pending)
             else:
                 log.warning("request %s failed: %s: %s", groups[0][0].uid, type(exc).__name__, exc)
                 yield groups[0][0].uid, exc
@@ -364,6 +377,9 @@ class FastEngine:
         with splice_warnings(names) as warnings:
             embeds, _ = model.splice([j.prepared.input_ids for j in jobs], torch.stack(images) if images else None,
                                      audio or None, None, names)
+        needed = max(self._positions_needed(len(e), int(j.gen.max_new_tokens)) for e, j in zip(embeds, jobs))
+        if needed > slots.capacity:
+            raise _CapacityShort(needed)
         seqs = [atoms(j.prepared.input_ids.tolist(), j.prepared.media_keys,
                       [len(blocks[k]) for k in j.prepared.media_keys]) for j in jobs]
         index, members = 0, []
@@ -586,6 +602,14 @@ class FastEngine:
             slots.active.copy_(saved)
         self._graphs[key] = graph
         return graph
+
+
+class _CapacityShort(Exception):
+    """A round's spliced prompts are longer than estimated: it needs `needed` positions per slot."""
+
+    def __init__(self, needed: int) -> None:
+        super().__init__(f"slots too short: {needed} positions needed")
+        self.needed = needed
 
 
 def _placeholders(prepared: PreparedRequest) -> list[int]:

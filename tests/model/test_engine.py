@@ -194,3 +194,15 @@ def test_generation_params_are_per_request(inference, fast, media):
     groups = [[(Req("r1", "One."), g), (Req("r2", "One."), replace(g, max_new_tokens=2))]]
     got = assert_same(inference, fast, groups)
     assert got["r1"].token_ids[:2] == got["r2"].token_ids
+
+
+def test_slots_grow_when_prompts_are_longer_than_estimated(inference, media, monkeypatch):
+    """A round whose spliced prompts exceed the slot length goes back to the queue; longer slots follow."""
+    import vita15.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "_estimate_positions", lambda prepared: 1)
+    engine = FastEngine(inference.model, inference.tokenizer, max_slots=2)
+    g = Gen(max_new_tokens=3)
+    groups = [[(Req("short", "Hi."), g)], [(Req("long", "What is it?", images=[media["wide"]], max_tiles=2), g)]]
+    assert_same(inference, engine, groups)
+    assert engine._slots.capacity >= 925

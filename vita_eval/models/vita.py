@@ -78,7 +78,9 @@ class VitaModel:
     the calling thread, the way VLMEvalKit's VITA adapter drives the model.
     """
 
-    def __init__(self, path: Path, *, device: str, dtype: str, name: str | None = None, engine: str = "fast"):
+    def __init__(self, path: Path, *, device: str, dtype: str, name: str | None = None, engine: str = "fast",
+                 loaded=None):
+        """`loaded`: a `VitaInference` of this checkpoint already in memory (two engines, one model)."""
         from vita15.inference import VitaInference
 
         if engine not in ENGINES:
@@ -87,7 +89,7 @@ class VitaModel:
         self.name = name or path.name
         self.device, self.dtype = device, dtype
         self.engine_name = engine
-        self.reference = VitaInference.from_pretrained(path, device=device, dtype=dtype)
+        self.reference = loaded or VitaInference.from_pretrained(path, device=device, dtype=dtype)
         self.fast = None
         if engine == "fast":
             from vita15.engine import FastEngine
