@@ -1,4 +1,4 @@
-"""The `vita-eval` command line: run, score, data, ls, judge, report, model-init, model-dump, tts-dump.
+"""The `vita-eval` command line: run, score, data, ls, judge, report, model-init, model-dump, tts-dump, bench.
 
 Each subcommand parses its flags and calls one function in the package; no logic
 lives here beyond turning flags into arguments.
@@ -194,6 +194,36 @@ def _add_misc(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(fn=cmd_judge_serve)
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from vita_eval.bench.run import WORKLOADS, bench
+
+    tiny = args.size == "tiny"
+    result = bench(model=args.model, size=args.size, device=args.device or ("cpu" if tiny else "cuda"),
+                   dtype=args.dtype or ("fp32" if tiny else "bf16"), out=Path(args.out),
+                   workloads=args.workloads or list(WORKLOADS), limits={k: int(v) for k, v in _pairs(args.limit).items()},
+                   reference={k: int(v) for k, v in _pairs(args.reference).items()},
+                   work_dir=Path(args.work_dir) if args.work_dir else None,
+                   decode_tokens=args.decode_tokens or (4 if tiny else 128), command=" ".join(["vita-eval", *sys.argv[1:]]))
+    print((Path(args.out) / "bench.md").read_text())
+    print(f"results: {Path(args.out) / 'bench.json'} (total {result['total_s']} s)")
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="fast vs reference engine on synthetic full-scale workloads (throughput, memory)")
+    p.add_argument("--model", help="checkpoint folder (default: seeded random weights of --size)")
+    p.add_argument("--size", choices=["full", "tiny"], default="full", help="tiny: the same workloads in miniature")
+    p.add_argument("--device", help="default cuda (tiny: cpu)")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], help="default bf16 (tiny: fp32)")
+    p.add_argument("--workloads", nargs="+", help="default: all, in the order MME, LibriSpeech_test_other, "
+                                                   "Video-MME_8frame, MMBench_DEV_EN, MathVista_MINI")
+    p.add_argument("--limit", nargs="+", metavar="WORKLOAD=N", help="build N images/questions/utterances/videos")
+    p.add_argument("--reference", nargs="+", metavar="WORKLOAD=N", help="groups the reference engine runs")
+    p.add_argument("--decode-tokens", type=int, help="tokens of the batch-1 decode measurement")
+    p.add_argument("--work-dir", help="where data and records are written (default: a temporary folder)")
+    p.add_argument("--out", default="reports/perf", help="bench.json and bench.md go here")
+    p.set_defaults(fn=cmd_bench)
+
+
 def _add_model(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("model-init", help="write an official-layout VITA-1.5 checkpoint from a seed")
     p.add_argument("--size", choices=["tiny", "full"], default="tiny")
@@ -230,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vita-eval", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_run, _add_score, _add_misc, _add_model):
+    for add in (_add_run, _add_score, _add_misc, _add_model, _add_bench):
         add(sub)
     return parser
 

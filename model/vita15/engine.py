@@ -281,6 +281,15 @@ class FastEngine:
         log.info("fast engine: %d slots x %d positions (%.1f GiB KV)", n, capacity, n * per_slot / 2**30)
         return self._slots
 
+    def kv_layout(self) -> dict[str, Any] | None:
+        """The slot cache as allocated now: slots, positions per slot, GiB."""
+        slots = self._slots
+        if slots is None:
+            return None
+        per_token = SlotCache.bytes_per_token(self.model.config, self.dtype)
+        return {"slots": slots.n, "positions": slots.capacity,
+                "gib": round((slots.n + 1) * slots.capacity * per_token / 2**30, 2)}
+
     def _stopper(self, stop: Sequence[str]) -> StopMatcher:
         key = tuple(stop)
         if key not in self._stoppers:

@@ -47,12 +47,14 @@ class Scale:
     speech_s: tuple[float, float] = (2.0, 35.0)
     speech_mean_s: float = 6.5  # test-other: 5.3 h / 2,939
     video: tuple[int, int, int, float] = (640, 360, 10, 20.0)  # width, height, fps, seconds
+    square: bool = False  # only square images (miniature runs)
 
     @classmethod
     def tiny(cls) -> "Scale":
+        """A few samples of each, square 448 px images and 96 px square frames (one tile each)."""
         return cls(mme_images=2, mmbench_questions=1, librispeech_utterances=3, videomme_videos=1,
                    mathvista_questions=1, image_px=(448, 448), speech_s=(2.0, 3.0), speech_mean_s=2.5,
-                   video=(160, 90, 4, 2.0))
+                   video=(96, 96, 4, 2.0), square=True)
 
 
 def _scene(rng: random.Random, width: int, height: int) -> Image.Image:
@@ -75,7 +77,7 @@ def _jpeg_b64(image: Image.Image) -> str:
 
 
 def _image_size(rng: random.Random, scale: Scale) -> tuple[int, int]:
-    w, h, _ = rng.choices(ASPECTS, weights=[a[2] for a in ASPECTS])[0]
+    w, h, _ = (1, 1, 1.0) if scale.square else rng.choices(ASPECTS, weights=[a[2] for a in ASPECTS])[0]
     long_side = rng.randint(*scale.image_px)
     return (long_side, round(long_side * h / w)) if w >= h else (round(long_side * w / h), long_side)
 
