@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -144,7 +145,7 @@ class FastEngine:
     def __init__(self, model, tokenizer, generation_config: dict | None = None, *, max_slots: int | None = None,
                  sync_every: int = 8, cuda_graphs: bool = True, prefill_tokens: int | None = None,
                  round_tokens: int | None = None, vit_tiles: int = 64, min_shared: int = 16,
-                 kv_memory_fraction: float = 0.85) -> None:
+                 kv_memory_fraction: float = 0.85, max_kv_gib: float = 48.0) -> None:
         self.model = model.eval()
         self.model.set_attn_implementation(SLOT_ATTENTION)
         self.tokenizer = tokenizer
@@ -160,8 +161,9 @@ class FastEngine:
         self.prefill_tokens = prefill_tokens or (16384 if on_gpu else 2048)
         self.round_tokens = round_tokens or (65536 if on_gpu else 8192)
         self.vit_tiles, self.min_shared = vit_tiles, min_shared
-        self.kv_memory_fraction = kv_memory_fraction
+        self.kv_memory_fraction, self.max_kv_gib = kv_memory_fraction, max_kv_gib
         self.token_bytes = TokenBytes(tokenizer)
+        self._locked_tokenizer = _LockedTokenizer(tokenizer)
         self._stoppers: dict[tuple[str, ...], StopMatcher] = {}
         self._slots: _Slots | None = None
         self._capacity_floor = 0
@@ -181,8 +183,8 @@ class FastEngine:
 
     # ---------------------------------------------------------------- host-side preparation (worker threads)
     def prepare(self, request: Any, tiles_cache: dict | None = None) -> PreparedRequest:
-        """`prepare_request` plus page-locking, so the copy to the GPU does not block the GPU thread."""
-        prepared = prepare_request(request, self.tokenizer, self.dither, tiles_cache)
+        """`prepare_request` (thread-safe) plus page-locking, so the copy to the GPU does not block."""
+        prepared = prepare_request(request, self._locked_tokenizer, self.dither, tiles_cache)
         if self.device.type == "cuda":
             if prepared.pixel_values is not None:
                 prepared.pixel_values = prepared.pixel_values.pin_memory()
@@ -203,7 +205,7 @@ class FastEngine:
         exhausted = False
         with sdpa_kernel(DECODE_BACKENDS):
             while True:
-                while not exhausted and self._waiting(pending) < 2 * self.max_slots:
+                while not exhausted and self._waiting(pending) < self.max_slots:
                     group = source.poll()
                     if group is None:
                         break
@@ -275,7 +277,8 @@ class FastEngine:
             torch.cuda.empty_cache()
             free, _ = torch.cuda.mem_get_info(self.device)
             reserve = max(4 << 30, int(0.12 * free))  # prefill activations, graph pools, the ViT
-            n = max(1, min(n, int((free - reserve) * self.kv_memory_fraction) // per_slot))
+            budget = min(int((free - reserve) * self.kv_memory_fraction), int(self.max_kv_gib * 2**30))
+            n = max(1, min(n, budget // per_slot))
         self._slots = _Slots(config, n, capacity, self.vocab_limit, self.repetition_penalty != 1.0, self.device,
                              self.dtype)
         log.info("fast engine: %d slots x %d positions (%.1f GiB KV)", n, capacity, n * per_slot / 2**30)
@@ -366,7 +369,7 @@ class FastEngine:
                     audio.append(p.audio_features)
                     audio_keys.append(key)
         for start in range(0, len(pixels), self.vit_tiles):
-            chunk = torch.stack(pixels[start : start + self.vit_tiles]).to(self.device, non_blocking=True)
+            chunk = torch.stack([t.to(self.device, non_blocking=True) for t in pixels[start : start + self.vit_tiles]])
             for key, emb in zip(pixel_keys[start : start + self.vit_tiles], self.model.encode_images(chunk)):
                 blocks[key] = emb
         if audio:
@@ -611,6 +614,21 @@ class FastEngine:
             slots.active.copy_(saved)
         self._graphs[key] = graph
         return graph
+
+
+class _LockedTokenizer:
+    """The tokenizer called under a lock: worker threads share one Rust tokenizer, whose encode
+    state ("Already borrowed") is not safe to enter concurrently; encoding a prompt is short."""
+
+    def __init__(self, tokenizer) -> None:
+        self._tokenizer, self._lock = tokenizer, threading.Lock()
+
+    def __call__(self, *args, **kwargs):
+        with self._lock:
+            return self._tokenizer(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._tokenizer, name)
 
 
 class _CapacityShort(Exception):

@@ -9,6 +9,7 @@ benchmark clips (threaded decoding; RGB conversion only for kept frames).
 """
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,8 +25,15 @@ class VideoError(ValueError):
 
 # Benchmarks ask several questions about one video in a row (Video-MME: 3), each with the same
 # frame indices: keep the last few decodes so a video is decoded once, not once per question.
+# One cache per thread: worker threads each prepare whole groups, and never share a dict.
 _CACHE_SIZE = 4
-_frame_cache: OrderedDict[tuple[str, float, tuple[int, ...]], list[Image.Image]] = OrderedDict()
+_local = threading.local()
+
+
+def _frame_cache() -> OrderedDict[tuple[str, float, tuple[int, ...]], list[Image.Image]]:
+    if not hasattr(_local, "frames"):
+        _local.frames = OrderedDict()
+    return _local.frames
 
 
 def _open_stream(path: Path) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
@@ -73,13 +81,14 @@ class VideoHandle:
     def frames(self, indices: Sequence[int]) -> list[Image.Image]:
         """RGB frames at exactly `indices` (output order, 0-based), returned in the order asked."""
         key = (str(self.path.resolve()), self.path.stat().st_mtime, tuple(indices))
-        if key in _frame_cache:
-            _frame_cache.move_to_end(key)
-            return list(_frame_cache[key])
+        cache = _frame_cache()
+        if key in cache:
+            cache.move_to_end(key)
+            return list(cache[key])
         frames = self._decode(indices)
-        _frame_cache[key] = frames
-        while len(_frame_cache) > _CACHE_SIZE:
-            _frame_cache.popitem(last=False)
+        cache[key] = frames
+        while len(cache) > _CACHE_SIZE:
+            cache.popitem(last=False)
         return list(frames)
 
     def _decode(self, indices: Sequence[int]) -> list[Image.Image]:

@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -56,19 +56,21 @@ DECODE_TARGET_MS, SPEEDUP_TARGET = 6.0, 5.0
 TINY_LONG_ANSWER = 16  # MathVista's 250 tokens, in miniature
 
 
-def _answer_length(rule: str, tokenizer, size: str) -> Callable[[Sample], int]:
+def answer_lengths(rule: str, samples: list[Sample], tokenizer, size: str) -> dict[str, int]:
+    """uid -> forced answer length (computed up front: the worker threads never touch the tokenizer)."""
     if rule == "transcript":
-        return lambda sample: max(1, len(tokenizer(str(sample.fields["answer"]), add_special_tokens=False)["input_ids"]))
+        return {s.uid: max(1, len(tokenizer(str(s.fields["answer"]), add_special_tokens=False)["input_ids"]))
+                for s in samples}
     n = int(rule.split(":")[1])
     n = TINY_LONG_ANSWER if size == "tiny" and n > TINY_LONG_ANSWER else n
-    return lambda sample: n
+    return {s.uid: n for s in samples}
 
 
-def forced_preset(preset, length: Callable[[Sample], int]):
+def forced_preset(preset, lengths: dict[str, int]):
     """The suite's preset with the answer length fixed and no stop string."""
     def build(sample: Sample, spec: Any, args: dict) -> Request:
         request = preset(sample, spec, args)
-        request.gen = dataclasses.replace(request.gen, max_new_tokens=length(sample), stop=())
+        request.gen = dataclasses.replace(request.gen, max_new_tokens=lengths[sample.uid], stop=())
         return request
 
     return build
@@ -192,8 +194,8 @@ def _workload(w: Workload, fast: VitaModel, ref: VitaModel, work: Path, scale: S
     built = time.perf_counter() - started
     spec = get_suite(w.suite)
     data = load_suite_data(spec, data_path(spec, data_root))
-    preset = forced_preset(registry.get("preset", spec.preset), _answer_length(w.answer_tokens, fast.reference.tokenizer,
-                                                                                 size))
+    lengths = answer_lengths(w.answer_tokens, data.samples, fast.reference.tokenizer, size)
+    preset = forced_preset(registry.get("preset", spec.preset), lengths)
     groups = group_samples(data.samples)
     n_ref = min(len(groups), reference_groups or (1 if size == "tiny" else w.reference_groups))
     subset = [s for g in groups[:n_ref] for s in g]
