@@ -8,10 +8,10 @@ worker pool fills ahead of the GPU (`GroupSource`). Each admission round:
    shared prefix once, forks that into one slot per question and prefills each question's suffix
    (`vita15.prefix` finds the shared lengths from ids and media keys);
 4. picks each request's first token from its last position.
-Between rounds every busy slot decodes one token per step. A step is `Qwen2Model.forward` over
-`SlotCache` (per-slot positions, so finished slots are refilled while others decode), captured
-once per (batch bucket, key-length bucket) as a CUDA graph that also does the argmax and the
-bookkeeping on the GPU; the host looks at the new tokens every few steps (`sync_every`), checks
+Between rounds every busy slot decodes one token per step over `SlotCache` (per-slot positions,
+so finished slots are refilled while others decode). A step (`vita15.decode_step`, the Qwen2 layer
+arithmetic in few kernels) is captured once per (batch bucket, key-length bucket) as a CUDA graph
+that also does the argmax and the bookkeeping on the GPU; the host looks at the new tokens every few steps (`sync_every`), checks
 stop ids and stop strings on token bytes (`vita15.stopping`) and hands finished rows out at once.
 
 Same answers: every request's tokens equal the reference engine's (`vita15.inference`) up to
@@ -44,7 +44,8 @@ from .inference import (
     select_token,
     splice_warnings,
 )
-from .kv_slots import SLOT_ATTENTION, SlotCache, SlotPlan
+from .decode_step import DecodeStep
+from .kv_slots import SlotCache, SlotPlan
 from .prefix import atoms, plan_prefixes
 from .stopping import StopMatcher, TokenBytes
 
@@ -147,7 +148,7 @@ class FastEngine:
                  round_tokens: int | None = None, vit_tiles: int = 64, min_shared: int = 16,
                  kv_memory_fraction: float = 0.85, max_kv_gib: float = 48.0) -> None:
         self.model = model.eval()
-        self.model.set_attn_implementation(SLOT_ATTENTION)
+        self.decode_step = DecodeStep(model)
         self.tokenizer = tokenizer
         self.device = model.device
         self.dtype = model.model.embed_tokens.weight.dtype
@@ -203,6 +204,8 @@ class FastEngine:
         rows: dict[int, _Row] = {}
         pending: deque[list[Job]] = deque()
         exhausted = False
+        if self.decode_step.prepare():
+            self._slots, self._graphs, self._decode_rows = None, {}, {}
         with sdpa_kernel(DECODE_BACKENDS):
             while True:
                 while not exhausted and self._waiting(pending) < self.max_slots:
@@ -560,10 +563,10 @@ class FastEngine:
         pos = slots.length[:batch]
         if batch not in self._decode_rows:
             self._decode_rows[batch] = torch.arange(batch, device=self.device)[:, None]
-        slots.cache.plan = SlotPlan(write_rows=self._decode_rows[batch], write_pos=pos[:, None], key_len=key_len)
-        mask = (slots.positions[:key_len][None, :] <= pos[:, None])[:, None, None, :]
-        hidden = model.model(input_ids=slots.next_ids[:batch, None], position_ids=pos[:, None], attention_mask=mask,
-                             past_key_values=slots.cache, use_cache=True, fold_gqa=True).last_hidden_state[:, -1]
+        visible = slots.positions[:key_len][None, :] <= pos[:, None]
+        mask = torch.zeros(visible.shape, dtype=self.dtype, device=self.device).masked_fill_(~visible, float("-inf"))
+        hidden = self.decode_step(slots.next_ids[:batch], pos, mask[:, None, None, :], slots.cache,
+                                  self._decode_rows[batch], key_len)
         logits = model.lm_head(hidden)[:, : self.vocab_limit].float()
         if slots.seen is not None:
             logits = penalize(logits, slots.seen[:batch], self.repetition_penalty)

@@ -4,9 +4,9 @@ transformers' `StaticCache` keeps ONE write position for the whole batch (`cumul
 every row must be aligned; a finished row can then only be refilled by re-padding the batch. Here
 each slot has its own length: a row writes its keys at its own position, so a finished slot is
 refilled with a new request while the others keep decoding (continuous batching), and a prefix
-computed once is forked into several slots by copying its keys. Qwen2's own modules (norms,
-rotary, projections, MLP) run unchanged through `Qwen2Model.forward`; only the cache layer and
-the attention function (registered through transformers' `AttentionInterface`) are ours.
+computed once is forked into several slots by copying its keys. Prefill runs transformers'
+`Qwen2Model.forward` unchanged over this cache with a 4-D mask (which transformers passes through
+as is); decode steps write into it through `vita15.decode_step`.
 
 Masks are positional: key j of slot b is visible to the query at position p iff j <= p, because
 a slot holds exactly its sequence in positions [0, length) (no holes, rotary position = index).
@@ -16,37 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from transformers import AttentionInterface, Cache
+from transformers import Cache
 from transformers.cache_utils import CacheLayerMixin
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-SLOT_ATTENTION = "vita_slots"
-
-
-def slot_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
-                   fold_gqa: bool = False, **kwargs):
-    """transformers' SDPA attention, except one-token decode steps with `fold_gqa=True`.
-
-    With a mask, transformers repeats every key/value head for each query head (`repeat_kv`), which
-    at decode time copies the whole cache 7 times per layer and step. A single query token can
-    instead fold its query heads onto their shared kv head: (B, Hkv·G, 1, D) -> (B, Hkv, G, D)
-    attends to (B, Hkv, L, D) directly, the same arithmetic without the copy.
-    """
-    if fold_gqa and query.shape[2] == 1:
-        batch, heads, _, dim = query.shape
-        kv_heads = key.shape[1]
-        folded = query.reshape(batch, kv_heads, heads // kv_heads, dim)
-        out = F.scaled_dot_product_attention(folded, key, value, attn_mask=attention_mask, scale=scaling)
-        return out.reshape(batch, 1, heads, dim), None
-    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                  **kwargs)
-
-
-AttentionInterface.register(SLOT_ATTENTION, slot_attention)
-AttentionMaskInterface.register(SLOT_ATTENTION, sdpa_mask)  # 2-D masks of other callers build as for sdpa
-
 
 @dataclass
 class SlotPlan:
