@@ -508,7 +508,9 @@ class FastEngine:
     # ---------------------------------------------------------------- decoding
     def _decode_window(self, rows: dict[int, _Row]) -> Iterator[tuple[str, Generation]]:
         slots = self._slots
-        steps = min(self.sync_every, min(r.remaining for r in rows.values()))
+        # up to `sync_every` steps before looking at the tokens; rows that reach their budget sooner
+        # run on idle (slots have sync_every positions of headroom) and are cut on the host
+        steps = min(self.sync_every, max(r.remaining for r in rows.values()))
         if steps > 0:
             batch = _bucket(max(rows) + 1, slots.n)
             longest = max(slots.host_length[s] for s in rows)
@@ -606,7 +608,8 @@ class FastEngine:
             torch.cuda.current_stream(self.device).wait_stream(side)
             if self._graph_pool is None:
                 self._graph_pool = torch.cuda.graph_pool_handle()
-            with torch.cuda.graph(graph, pool=self._graph_pool):
+            # thread_local: worker threads pin host memory meanwhile, which must not void the capture
+            with torch.cuda.graph(graph, pool=self._graph_pool, capture_error_mode="thread_local"):
                 self._step(batch, key_len)
             self.stats["graphs"] += 1
         except Exception as exc:  # capture is an optimisation: fall back to eager steps
