@@ -157,6 +157,11 @@ def fbank(wave: np.ndarray, *, dither: float = 0.0) -> torch.Tensor:
     pre-emphasis 0.97, 512-pt power spectrum, mel 20 Hz..Nyquist, log floored at float eps.
     ``dither`` > 0 adds random noise (upstream's train.yaml value); 0 keeps features deterministic.
     """
+    return torch.from_numpy(fbank_array(wave, dither))
+
+
+def fbank_array(wave: np.ndarray, dither: float = 0.0) -> np.ndarray:
+    """`fbank` as a NumPy array (what `FbankPool` workers return)."""
     wave = np.asarray(wave, dtype=np.float32).reshape(-1)
     if wave.size < FRAME_LENGTH:
         raise AudioError(f"audio too short for fbank: {wave.size} samples < {FRAME_LENGTH} (25 ms at 16 kHz)")
@@ -164,8 +169,24 @@ def fbank(wave: np.ndarray, *, dither: float = 0.0) -> torch.Tensor:
     computer.accept_waveform(SAMPLE_RATE, (wave * 32768.0).tolist())
     computer.input_finished()
     n = computer.num_frames_ready
-    feats = np.stack([computer.get_frame(i) for i in range(n)]).astype(np.float32)
-    return torch.from_numpy(feats)
+    return np.stack([computer.get_frame(i) for i in range(n)]).astype(np.float32)
+
+
+class FbankPool:
+    """`fbank` in worker processes. kaldi-native-fbank holds the GIL while it computes, so threads
+    preparing requests ahead of the GPU would run it one at a time; processes run it in parallel."""
+
+    def __init__(self, workers: int) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self._pool = ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context("spawn"))
+
+    def __call__(self, wave: np.ndarray, *, dither: float = 0.0) -> torch.Tensor:
+        return torch.from_numpy(self._pool.submit(fbank_array, np.asarray(wave, dtype=np.float32), dither).result())
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _fbank_options(dither: float) -> knf.FbankOptions:

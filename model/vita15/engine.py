@@ -23,9 +23,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,6 +47,7 @@ from .inference import (
     select_token,
     splice_warnings,
 )
+from .audio_features import FbankPool, fbank
 from .decode_step import DecodeStep
 from .kv_slots import SlotCache, SlotPlan
 from .prefix import atoms, plan_prefixes
@@ -146,7 +150,8 @@ class FastEngine:
     def __init__(self, model, tokenizer, generation_config: dict | None = None, *, max_slots: int | None = None,
                  sync_every: int = 8, cuda_graphs: bool = True, prefill_tokens: int | None = None,
                  round_tokens: int | None = None, vit_tiles: int = 64, min_shared: int = 16,
-                 kv_memory_fraction: float = 0.85, max_kv_gib: float = 48.0) -> None:
+                 kv_memory_fraction: float = 0.85, max_kv_gib: float = 48.0,
+                 fbank_workers: int | None = None) -> None:
         self.model = model.eval()
         self.decode_step = DecodeStep(model)
         self.tokenizer = tokenizer
@@ -165,6 +170,11 @@ class FastEngine:
         self.kv_memory_fraction, self.max_kv_gib = kv_memory_fraction, max_kv_gib
         self.token_bytes = TokenBytes(tokenizer)
         self._locked_tokenizer = _LockedTokenizer(tokenizer)
+        # fbank in processes on a GPU machine (kaldi-native-fbank holds the GIL); inline elsewhere
+        self.fbank_workers = fbank_workers if fbank_workers is not None else (
+            min(8, max(1, (os.cpu_count() or 2) // 2)) if on_gpu else 0)
+        self._fbank = None
+        self._fbank_lock = threading.Lock()
         self._stoppers: dict[tuple[str, ...], StopMatcher] = {}
         self._slots: _Slots | None = None
         self._capacity_floor = 0
@@ -172,7 +182,8 @@ class FastEngine:
         self._graph_pool = None
         self._decode_rows: dict[int, torch.Tensor] = {}
         self.stats = {"rounds": 0, "prefill_positions": 0, "shared_positions": 0, "decode_steps": 0,
-                      "graphs": 0, "graph_failures": 0}
+                      "graphs": 0, "graph_failures": 0, "prefill_s": 0.0, "decode_s": 0.0, "wait_s": 0.0}
+        self._timings: list[tuple[str, Any, Any]] = []
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu", dtype: str = "fp32", **kw) -> "FastEngine":
@@ -185,7 +196,11 @@ class FastEngine:
     # ---------------------------------------------------------------- host-side preparation (worker threads)
     def prepare(self, request: Any, tiles_cache: dict | None = None) -> PreparedRequest:
         """`prepare_request` (thread-safe) plus page-locking, so the copy to the GPU does not block."""
-        prepared = prepare_request(request, self._locked_tokenizer, self.dither, tiles_cache)
+        if getattr(request, "audio", None) is not None and self._fbank is None:
+            with self._fbank_lock:
+                if self._fbank is None:
+                    self._fbank = FbankPool(self.fbank_workers) if self.fbank_workers else fbank
+        prepared = prepare_request(request, self._locked_tokenizer, self.dither, tiles_cache, self._fbank or fbank)
         if self.device.type == "cuda":
             if prepared.pixel_values is not None:
                 prepared.pixel_values = prepared.pixel_values.pin_memory()
@@ -203,9 +218,15 @@ class FastEngine:
         """Yield (uid, Generation or the exception that failed it) as each request finishes."""
         rows: dict[int, _Row] = {}
         pending: deque[list[Job]] = deque()
-        exhausted = False
         if self.decode_step.prepare():
             self._slots, self._graphs, self._decode_rows = None, {}, {}
+        try:
+            yield from self._serve(source, rows, pending)
+        finally:
+            self._settle_timings()
+
+    def _serve(self, source: GroupSource, rows: dict[int, _Row], pending: deque[list[Job]]):
+        exhausted = False
         with sdpa_kernel(DECODE_BACKENDS):
             while True:
                 while not exhausted and self._waiting(pending) < self.max_slots:
@@ -216,17 +237,23 @@ class FastEngine:
                 if not rows and not pending:
                     if exhausted:
                         return
+                    waited = time.perf_counter()
                     group = source.get()
+                    self.stats["wait_s"] += time.perf_counter() - waited
                     if group is None:
                         exhausted = True
                     else:
                         pending.extend(self._split(group))
                     continue
                 if pending and self._should_admit(rows, pending):
-                    yield from self._admit(pending, rows)
+                    with self._timed("prefill_s"):
+                        failures = list(self._admit(pending, rows))
+                    yield from failures
                 if rows:
                     try:
-                        yield from self._decode_window(rows)
+                        with self._timed("decode_s"):
+                            finished = list(self._decode_window(rows))
+                        yield from finished
                     except Exception as exc:  # a failed step fails the rows in flight, not the stream
                         log.warning("decode step failed for %d requests: %s: %s", len(rows), type(exc).__name__, exc)
                         self._slots.active.zero_()
@@ -234,6 +261,28 @@ class FastEngine:
                         failed, rows = rows, {}
                         for row in failed.values():
                             yield row.job.uid, exc
+
+    @contextmanager
+    def _timed(self, key: str) -> Iterator[None]:
+        """Stream time of a phase: CUDA events on a GPU (read at the end), wall time on a CPU."""
+        if self.device.type != "cuda":
+            start = time.perf_counter()
+            yield
+            self.stats[key] += time.perf_counter() - start
+            return
+        begin = torch.cuda.Event(enable_timing=True)
+        begin.record()
+        yield
+        end = torch.cuda.Event(enable_timing=True)
+        end.record()
+        self._timings.append((key, begin, end))
+
+    def _settle_timings(self) -> None:
+        if self._timings:
+            torch.cuda.synchronize(self.device)
+            for key, begin, end in self._timings:
+                self.stats[key] += begin.elapsed_time(end) / 1000
+            self._timings = []
 
     @staticmethod
     def _waiting(pending: deque[list[Job]]) -> int:

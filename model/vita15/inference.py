@@ -98,10 +98,11 @@ def image_key(image, max_tiles: int) -> bytes:
 
 
 def prepare_request(request: Any, tokenizer, dither: float = 0.0,
-                    tiles_cache: dict[bytes, torch.Tensor] | None = None) -> PreparedRequest:
+                    tiles_cache: dict[bytes, torch.Tensor] | None = None, fbank=audio_features.fbank) -> PreparedRequest:
     """Tile images, preprocess frames, compute fbank and build the demo prompt for one request.
 
-    `tiles_cache` (image key -> tiles) lets the questions of one image share its tiling.
+    `tiles_cache` (image key -> tiles) lets the questions of one image share its tiling; `fbank`
+    may be an `audio_features.FbankPool`.
     """
     max_tiles = getattr(request, "max_tiles", 12)
     tiles, keys = [], []
@@ -123,7 +124,7 @@ def prepare_request(request: Any, tokenizer, dither: float = 0.0,
     feats = None
     if audio is not None:
         wave = np.asarray(audio, dtype=np.float32)
-        feats = audio_features.fbank(wave, dither=dither)
+        feats = fbank(wave, dither=dither)
         keys.append(_digest(f"audio|{dither}|", wave.tobytes()))
     query = user_content(request.text, [len(t) for t in tiles], len(frames), has_audio=feats is not None)
     modality = request.modality if pixels else "lang"

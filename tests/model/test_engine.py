@@ -36,8 +36,9 @@ def media():
 
 @pytest.fixture(scope="module")
 def fast(inference):
-    """Three slots, so ten requests need refills while others decode (continuous batching)."""
-    return FastEngine(inference.model, inference.tokenizer, max_slots=3, sync_every=4, min_shared=4)
+    """Three slots, so ten requests need refills while others decode (continuous batching); fbank in a
+    worker process, as on a GPU machine."""
+    return FastEngine(inference.model, inference.tokenizer, max_slots=3, sync_every=4, min_shared=4, fbank_workers=1)
 
 
 def reference(inference, request, gen: Gen):
@@ -206,3 +207,15 @@ def test_slots_grow_when_prompts_are_longer_than_estimated(inference, media, mon
     groups = [[(Req("short", "Hi."), g)], [(Req("long", "What is it?", images=[media["wide"]], max_tiles=2), g)]]
     assert_same(inference, engine, groups)
     assert engine._slots.capacity >= 925
+
+
+def test_fbank_pool_equals_inline(media):
+    from vita15.audio_features import AudioError, FbankPool, fbank
+
+    pool = FbankPool(1)
+    try:
+        assert torch.equal(pool(media["speech"]), fbank(media["speech"]))
+        with pytest.raises(AudioError, match="too short"):
+            pool(np.zeros(100, dtype=np.float32))
+    finally:
+        pool.close()

@@ -13,10 +13,12 @@ workload, so an interrupted run still leaves its numbers.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import platform
 import shutil
 import tempfile
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,8 @@ from vita_eval.runner.records import read_records
 from vita_eval.runner.schedule import group_samples
 from vita_eval.suites import data_path, get_suite, load_suite_data
 from vita_eval.types import GenerationParams, Request, Sample
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -162,17 +166,28 @@ def bench(*, model: str | None, size: str, device: str, dtype: str, out: Path, w
         "model_load_s": round(time.perf_counter() - started, 1), "scale": dataclasses.asdict(scale),
         "workloads": {},
     }
-    result["decode_ms_per_token"] = {"tokens": decode_tokens, "fast": measure_decode(fast, decode_tokens),
-                                     "reference": measure_decode(ref, decode_tokens)}
+    try:
+        result["decode_ms_per_token"] = {"tokens": decode_tokens, "fast": measure_decode(fast, decode_tokens),
+                                         "reference": measure_decode(ref, decode_tokens)}
+    except Exception as exc:  # a benchmark that fails says why and the others still run
+        result["decode_error"] = _failure(exc)
     _write(out, result)
     with ThreadPoolExecutor(max(1, _cpus() - 1)) as pool:
         for name in workloads:
-            result["workloads"][name] = _workload(WORKLOADS[name], fast, ref, work, scale, pool, size, device,
-                                                  reference.get(name))
+            try:
+                result["workloads"][name] = _workload(WORKLOADS[name], fast, ref, work, scale, pool, size, device,
+                                                      reference.get(name))
+            except Exception as exc:
+                result.setdefault("errors", {})[name] = _failure(exc)
             _write(out, result)
     result["total_s"] = round(time.perf_counter() - started, 1)
     _write(out, result)
     return result
+
+
+def _failure(exc: BaseException) -> str:
+    log.error("bench step failed", exc_info=exc)
+    return "".join(traceback.format_exception(exc))[-4000:]
 
 
 _SCALE_FIELDS = {"MME": "mme_images", "MMBench_DEV_EN": "mmbench_questions",
@@ -243,6 +258,8 @@ def markdown(result: dict[str, Any]) -> str:
     if mme and result["size"] == "full":
         lines.append(f"MME fast/reference: {mme['speedup']}x (target >= {SPEEDUP_TARGET}x: "
                      f"{'met' if mme['speedup'] >= SPEEDUP_TARGET else 'MISSED'}).")
+    for name, error in result.get("errors", {}).items():
+        lines += ["", f"{name} failed: `{error.strip().splitlines()[-1]}`"]
     lines += ["", "Reference engine: the first groups of each workload (column 2); fast engine: all samples.",
               f"Model load {result['model_load_s']} s; scale: `{result['scale']}`.", ""]
     return "\n".join(lines)
