@@ -180,10 +180,17 @@ class FbankPool:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        self._pool = ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context("spawn"))
+        self.workers = max(1, workers)
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
 
     def __call__(self, wave: np.ndarray, *, dither: float = 0.0) -> torch.Tensor:
         return torch.from_numpy(self._pool.submit(fbank_array, np.asarray(wave, dtype=np.float32), dither).result())
+
+    def warm_up(self) -> None:
+        """Start every worker process in the background (each imports torch once)."""
+        silence = np.zeros(FRAME_LENGTH, dtype=np.float32)
+        for _ in range(self.workers):
+            self._pool.submit(fbank_array, silence)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

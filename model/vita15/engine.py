@@ -20,6 +20,7 @@ group by group, then request by request, so an error stays with the request that
 """
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -41,7 +42,6 @@ from .inference import (
     Generation,
     PreparedRequest,
     finish_generation,
-    pad_audio,
     penalize,
     prepare_request,
     select_token,
@@ -49,13 +49,15 @@ from .inference import (
 )
 from .audio_features import FbankPool, fbank
 from .decode_step import DecodeStep
-from .kv_slots import SlotCache, SlotPlan
+from .kv_slots import SLOT_ATTENTION, SlotCache, SlotPlan
 from .prefix import atoms, plan_prefixes
 from .stopping import StopMatcher, TokenBytes
 
 log = logging.getLogger(__name__)
 
 BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512)
+AUDIO_BATCH, AUDIO_FRAMES = 16, 256  # Whale batches: 16 clips, lengths in steps of 2.56 s
+FLASH_ROW_TOKENS = 256  # chunks this long prefill alone with flash attention; shorter ones batch under a mask
 IMAGE_TOKEN_INDEX, AUDIO_TOKEN_INDEX = -200, -500
 
 
@@ -153,6 +155,7 @@ class FastEngine:
                  kv_memory_fraction: float = 0.85, max_kv_gib: float = 48.0,
                  fbank_workers: int | None = None) -> None:
         self.model = model.eval()
+        self.model.set_attn_implementation(SLOT_ATTENTION)  # sdpa, plus flash for one long row (kv_slots)
         self.decode_step = DecodeStep(model)
         self.tokenizer = tokenizer
         self.device = model.device
@@ -170,11 +173,15 @@ class FastEngine:
         self.kv_memory_fraction, self.max_kv_gib = kv_memory_fraction, max_kv_gib
         self.token_bytes = TokenBytes(tokenizer)
         self._locked_tokenizer = _LockedTokenizer(tokenizer)
+        self._no_mask = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=self.device)
         # fbank in processes on a GPU machine (kaldi-native-fbank holds the GIL); inline elsewhere
         self.fbank_workers = fbank_workers if fbank_workers is not None else (
             min(8, max(1, (os.cpu_count() or 2) // 2)) if on_gpu else 0)
         self._fbank = None
         self._fbank_lock = threading.Lock()
+        if on_gpu and self.fbank_workers:  # start the processes now, not when the first audio waits for them
+            self._fbank = FbankPool(self.fbank_workers)
+            self._fbank.warm_up()
         self._stoppers: dict[tuple[str, ...], StopMatcher] = {}
         self._slots: _Slots | None = None
         self._capacity_floor = 0
@@ -202,6 +209,7 @@ class FastEngine:
                     self._fbank = FbankPool(self.fbank_workers) if self.fbank_workers else fbank
         prepared = prepare_request(request, self._locked_tokenizer, self.dither, tiles_cache, self._fbank or fbank)
         if self.device.type == "cuda":
+            prepared.input_ids = prepared.input_ids.pin_memory()
             if prepared.pixel_values is not None:
                 prepared.pixel_values = prepared.pixel_values.pin_memory()
             if prepared.audio_features is not None:
@@ -219,7 +227,7 @@ class FastEngine:
         rows: dict[int, _Row] = {}
         pending: deque[list[Job]] = deque()
         if self.decode_step.prepare():
-            self._slots, self._graphs, self._decode_rows = None, {}, {}
+            self._drop_slots()
         try:
             yield from self._serve(source, rows, pending)
         finally:
@@ -321,7 +329,7 @@ class FastEngine:
         if self._slots is not None and self._slots.capacity >= capacity:
             return self._slots
         capacity = int(math.ceil(capacity * 1.25 / 256) * 256)
-        self._slots, self._graphs, self._decode_rows = None, {}, {}
+        self._drop_slots()
         config = self.model.config
         per_slot = SlotCache.bytes_per_token(config, self.dtype) * capacity
         n = self.max_slots
@@ -335,6 +343,16 @@ class FastEngine:
                              self.dtype)
         log.info("fast engine: %d slots x %d positions (%.1f GiB KV)", n, capacity, n * per_slot / 2**30)
         return self._slots
+
+    def _drop_slots(self) -> None:
+        """Free the slots and the graphs captured over them (and their memory pool: a pool whose
+        graphs are gone cannot take new captures)."""
+        self._slots, self._graphs, self._decode_rows, self._graph_pool = None, {}, {}, None
+
+    def _index(self, values: Sequence[int]) -> torch.Tensor:
+        """A long tensor on the device without a host sync (pageable copies wait for the GPU queue)."""
+        t = torch.tensor(list(values), dtype=torch.long)
+        return t.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else t
 
     def kv_layout(self) -> dict[str, Any] | None:
         """The slot cache as allocated now: slots, positions per slot, GiB."""
@@ -385,7 +403,7 @@ class FastEngine:
             pending.extendleft(reversed(groups))
             return
         except Exception as exc:  # any failure: retry smaller, the culprit ends up alone
-            slots.active[taken] = 0
+            slots.active[self._index(taken)] = 0
             slots.give_back(taken)
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -421,12 +439,15 @@ class FastEngine:
                     audio.append(p.audio_features)
                     audio_keys.append(key)
         for start in range(0, len(pixels), self.vit_tiles):
-            chunk = torch.stack([t.to(self.device, non_blocking=True) for t in pixels[start : start + self.vit_tiles]])
-            for key, emb in zip(pixel_keys[start : start + self.vit_tiles], self.model.encode_images(chunk)):
-                blocks[key] = emb
-        if audio:
-            for key, emb in zip(audio_keys, self.model.encode_audio(*pad_audio(audio))):
-                blocks[key] = emb
+            tiles = [t.to(self.device, non_blocking=True) for t in pixels[start : start + self.vit_tiles]]
+            embeds = self.model.encode_images(torch.stack(_pad_rows(tiles, _bucket(len(tiles), self.vit_tiles))))
+            blocks.update(zip(pixel_keys[start : start + self.vit_tiles], embeds))
+        order = sorted(range(len(audio)), key=lambda i: len(audio[i]))
+        for start in range(0, len(order), AUDIO_BATCH):
+            part = [audio[i] for i in order[start : start + AUDIO_BATCH]]
+            features, lengths = _bucketed_audio(part)
+            embeds = self.model.encode_audio(features.to(self.device, non_blocking=True), lengths)
+            blocks.update(zip([audio_keys[i] for i in order[start : start + AUDIO_BATCH]], embeds))
         return blocks
 
     def _prefill_round(self, groups: list[list[Job]], taken: list[int]) -> list[_Row]:
@@ -477,7 +498,7 @@ class FastEngine:
 
     def _reset(self, slot_ids: list[int]) -> None:
         slots = self._slots
-        slots.length[slot_ids] = 0
+        slots.length[self._index(slot_ids)] = 0
         for s in slot_ids:
             slots.host_length[s] = 0
 
@@ -485,15 +506,24 @@ class FastEngine:
         if not dst:
             return
         slots = self._slots
-        slots.cache.copy_prefix(src, torch.tensor(dst, device=self.device), length)
-        slots.length[dst] = length
+        index = self._index(dst)
+        slots.cache.copy_prefix(src, index, length)
+        slots.length[index] = length
         for s in dst:
             slots.host_length[s] = length
 
     def _extend(self, slot_ids: list[int], chunks: list[torch.Tensor], want_logits: bool) -> torch.Tensor | None:
-        """Append `chunks[i]` to slot `slot_ids[i]` (batched by length); logits at each chunk's end."""
+        """Append `chunks[i]` to slot `slot_ids[i]`; logits at each chunk's end.
+
+        Long chunks (image / video prefixes) go one at a time through flash attention aligned to
+        their past; short ones (questions, ASR clips) share one masked forward per batch.
+        """
         order = sorted(range(len(chunks)), key=lambda i: len(chunks[i]))
         logits: list[torch.Tensor | None] = [None] * len(chunks)
+        for i in [i for i in order if len(chunks[i]) >= FLASH_ROW_TOKENS]:
+            out = self._extend_batch([slot_ids[i]], [chunks[i]], want_logits, flash=True)
+            logits[i] = out[0] if want_logits else None
+        order = [i for i in order if len(chunks[i]) < FLASH_ROW_TOKENS]
         batch: list[int] = []
         for i in order + [None]:
             if i is not None and (not batch or (len(batch) + 1) * len(chunks[i]) <= self.prefill_tokens):
@@ -506,7 +536,7 @@ class FastEngine:
             batch = [i] if i is not None else []
         return torch.stack(logits) if want_logits else None
 
-    def _extend_batch(self, slot_ids: list[int], chunks: list[torch.Tensor], want_logits: bool):
+    def _extend_batch(self, slot_ids: list[int], chunks: list[torch.Tensor], want_logits: bool, flash: bool = False):
         slots, model = self._slots, self.model
         n = [len(c) for c in chunks]
         width = max(n)
@@ -514,20 +544,25 @@ class FastEngine:
         for i, c in enumerate(chunks):
             x[i, : len(c)] = c
         starts = [slots.host_length[s] for s in slot_ids]
-        rows = torch.tensor(slot_ids, device=self.device)
+        rows = self._index(slot_ids)
         offsets = torch.arange(width, device=self.device)
-        pos = (torch.tensor(starts, device=self.device)[:, None] + offsets).clamp(max=slots.capacity - 1)
+        pos = (self._index(starts)[:, None] + offsets).clamp(max=slots.capacity - 1)
         key_len = min(slots.capacity, max(starts) + width)
-        mask = (slots.positions[:key_len][None, None, :] <= pos[:, :, None])[:, None]
         slots.cache.plan = SlotPlan(write_rows=rows[:, None], write_pos=pos, key_len=key_len, read_rows=rows)
-        hidden = model.model(inputs_embeds=x, position_ids=pos, attention_mask=mask, past_key_values=slots.cache,
-                             use_cache=True).last_hidden_state
-        slots.length[rows] += torch.tensor(n, device=self.device)
+        if flash:  # one unpadded row: no mask at all (a 4-D placeholder keeps transformers from building one)
+            hidden = model.model(inputs_embeds=x, position_ids=pos, attention_mask=self._no_mask,
+                                 past_key_values=slots.cache, use_cache=True, lower_right_causal=True).last_hidden_state
+        else:
+            mask = (slots.positions[:key_len][None, None, :] <= pos[:, :, None])[:, None]
+            hidden = model.model(inputs_embeds=x, position_ids=pos, attention_mask=mask, past_key_values=slots.cache,
+                                 use_cache=True).last_hidden_state
+        lengths = self._index(n)
+        slots.length[rows] += lengths
         for s, k in zip(slot_ids, n):
             slots.host_length[s] += k
         if not want_logits:
             return None
-        last = hidden[torch.arange(len(chunks), device=self.device), torch.tensor(n, device=self.device) - 1]
+        last = hidden[torch.arange(len(chunks), device=self.device), lengths - 1]
         return model.lm_head(last)[:, : self.vocab_limit].float()
 
     def _start_rows(self, jobs: list[Job], taken: list[int], logits: torch.Tensor, n_prompt: list[int],
@@ -544,7 +579,7 @@ class FastEngine:
                              stopper=self._stopper(gen.stop), generator=generator))
         first = torch.stack([select_token(logits[i], r.samples, r.job.gen.temperature, r.job.gen.top_p, r.generator)
                              for i, r in enumerate(rows)]) if any(r.samples for r in rows) else logits.argmax(-1)
-        idx = torch.tensor(taken, device=self.device)
+        idx = self._index(taken)
         slots.history[idx, 0] = first
         slots.next_ids[idx] = first
         slots.n_gen[idx] = 1
@@ -601,7 +636,7 @@ class FastEngine:
             finished.append(slot)
         if not finished:
             return
-        slots.active[finished] = 0
+        slots.active[self._index(finished)] = 0
         slots.give_back(finished)
         for slot in finished:
             row = rows.pop(slot)
@@ -640,6 +675,26 @@ class FastEngine:
             seen = slots.seen[:batch]
             seen.scatter_(1, chosen[:, None], seen.gather(1, chosen[:, None]) | active.bool()[:, None])
 
+    def _capture(self, graph: torch.cuda.CUDAGraph, batch: int, key_len: int) -> None:
+        """`torch.cuda.graph` without its `gc.collect()` per capture (~0.1 s with a large heap, dozens of
+        buckets): the collector is paused instead, so no tensor can be collected mid-capture. Error
+        mode thread_local: worker threads pin host memory meanwhile, which must not void the capture."""
+        stream = torch.cuda.Stream(self.device)
+        torch.cuda.synchronize(self.device)
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            with torch.cuda.stream(stream):
+                graph.capture_begin(pool=self._graph_pool, capture_error_mode="thread_local")
+                try:
+                    self._step(batch, key_len)
+                finally:
+                    graph.capture_end()
+        finally:
+            if collecting:
+                gc.enable()
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+
     def _graph(self, batch: int, key_len: int) -> torch.cuda.CUDAGraph | None:
         """The captured step for this bucket (None if capture failed: eager steps then)."""
         key = (batch, key_len)
@@ -657,9 +712,7 @@ class FastEngine:
             torch.cuda.current_stream(self.device).wait_stream(side)
             if self._graph_pool is None:
                 self._graph_pool = torch.cuda.graph_pool_handle()
-            # thread_local: worker threads pin host memory meanwhile, which must not void the capture
-            with torch.cuda.graph(graph, pool=self._graph_pool, capture_error_mode="thread_local"):
-                self._step(batch, key_len)
+            self._capture(graph, batch, key_len)
             self.stats["graphs"] += 1
         except Exception as exc:  # capture is an optimisation: fall back to eager steps
             log.warning("CUDA graph capture failed for batch %d, keys %d (%s); decoding eagerly", batch, key_len, exc)
@@ -692,6 +745,27 @@ class _CapacityShort(Exception):
     def __init__(self, needed: int) -> None:
         super().__init__(f"slots too short: {needed} positions needed")
         self.needed = needed
+
+
+def _pad_rows(rows: list[torch.Tensor], count: int) -> list[torch.Tensor]:
+    """`rows` plus zero rows up to `count`. Encoder inputs come in few shapes, so cuDNN builds its
+    convolution plans once instead of for every new batch size (~0.1-0.3 s each on an H200)."""
+    return rows + [torch.zeros_like(rows[0])] * (count - len(rows))
+
+
+def _bucketed_audio(features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(AUDIO_BATCH, T, 80) zero-padded fbank with T a multiple of AUDIO_FRAMES, and lengths (padding rows 0).
+
+    The Whale encoder is padding-invariant (masked attention, valid outputs see only valid frames),
+    so bucketing changes no result, only how many shapes cuDNN has to plan for.
+    """
+    frames = int(math.ceil(max(len(f) for f in features) / AUDIO_FRAMES) * AUDIO_FRAMES)
+    out = torch.zeros(AUDIO_BATCH, frames, features[0].shape[-1], pin_memory=torch.cuda.is_available())
+    lengths = torch.zeros(AUDIO_BATCH, dtype=torch.long)
+    for i, f in enumerate(features):
+        out[i, : len(f)] = f
+        lengths[i] = len(f)
+    return out, lengths
 
 
 def _placeholders(prepared: PreparedRequest) -> list[int]:

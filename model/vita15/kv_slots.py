@@ -5,8 +5,9 @@ every row must be aligned; a finished row can then only be refilled by re-paddin
 each slot has its own length: a row writes its keys at its own position, so a finished slot is
 refilled with a new request while the others keep decoding (continuous batching), and a prefix
 computed once is forked into several slots by copying its keys. Prefill runs transformers'
-`Qwen2Model.forward` unchanged over this cache with a 4-D mask (which transformers passes through
-as is); decode steps write into it through `vita15.decode_step`.
+`Qwen2Model.forward` unchanged over this cache, with a 4-D mask (which transformers passes through
+as is) or, for one long row, flash attention aligned to its past (`slot_attention`, registered
+through transformers' `AttentionInterface`); decode steps write into it through `vita15.decode_step`.
 
 Masks are positional: key j of slot b is visible to the query at position p iff j <= p, because
 a slot holds exactly its sequence in positions [0, length) (no holes, rotary position = index).
@@ -16,8 +17,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import Cache
+import torch.nn.functional as F
+from torch.nn.attention.bias import causal_lower_right
+from transformers import AttentionInterface, Cache
 from transformers.cache_utils import CacheLayerMixin
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+SLOT_ATTENTION = "vita_slots"
+
+
+def slot_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
+                   lower_right_causal: bool = False, **kwargs):
+    """transformers' SDPA attention, plus one case it cannot express: a single row appended to its own
+    cached past (`lower_right_causal=True`). Query i then sees keys up to past + i, the causal mask
+    aligned to the lower right, which flash attention computes without any mask tensor and with half
+    the work of a dense mask (the mask transformers would build sends SDPA to a kernel that attends
+    to every key and masks afterwards)."""
+    if lower_right_causal:
+        groups = query.shape[1] // key.shape[1]
+        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+        bias = causal_lower_right(query.shape[2], key.shape[2])
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=scaling)
+        return out.transpose(1, 2).contiguous(), None
+    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                  **kwargs)
+
+
+AttentionInterface.register(SLOT_ATTENTION, slot_attention)
+AttentionMaskInterface.register(SLOT_ATTENTION, sdpa_mask)  # other callers' 2-D masks build as for sdpa
 
 @dataclass
 class SlotPlan:

@@ -119,12 +119,12 @@ class VITAQwen2ForCausalLM(Qwen2ForCausalLM):
         max_len = self.config.tokenizer_model_max_length
         out_embeds, out_labels = [], []
         for row, ids in enumerate(input_ids):
-            ids = ids.to(self.device)
+            kinds = {p: int(ids[p]) for p in torch.nonzero(ids < 0).flatten().tolist()}  # on the ids' own device
+            ids = ids.to(self.device, non_blocking=True)  # (CPU ids at inference: no GPU sync)
             text = embed(ids.clamp(min=0))
             row_labels = labels[row].to(self.device) if labels is not None else None
             parts, label_parts, start = [], [], 0
-            for pos in torch.nonzero(ids < 0).flatten().tolist():
-                kind = int(ids[pos])
+            for pos, kind in kinds.items():
                 if kind not in media:
                     raise ValueError(f"input_ids contain unknown negative id {kind} at position {pos}")
                 block = next(media[kind]).to(text.dtype)
