@@ -174,6 +174,7 @@ class FastEngine:
         self.token_bytes = TokenBytes(tokenizer)
         self._locked_tokenizer = _LockedTokenizer(tokenizer)
         self._no_mask = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=self.device)
+        self._row_flash = True
         # fbank in processes on a GPU machine (kaldi-native-fbank holds the GIL); inline elsewhere
         self.fbank_workers = fbank_workers if fbank_workers is not None else (
             min(8, max(1, (os.cpu_count() or 2) // 2)) if on_gpu else 0)
@@ -520,10 +521,17 @@ class FastEngine:
         """
         order = sorted(range(len(chunks)), key=lambda i: len(chunks[i]))
         logits: list[torch.Tensor | None] = [None] * len(chunks)
-        for i in [i for i in order if len(chunks[i]) >= FLASH_ROW_TOKENS]:
-            out = self._extend_batch([slot_ids[i]], [chunks[i]], want_logits, flash=True)
+        done = set()
+        for i in [i for i in order if len(chunks[i]) >= FLASH_ROW_TOKENS and self._row_flash]:
+            try:
+                out = self._extend_batch([slot_ids[i]], [chunks[i]], want_logits, flash=True)
+            except RuntimeError as exc:  # no flash kernel for these inputs here: masked batches from now on
+                log.warning("flash prefill unavailable (%s); using masked batches", exc)
+                self._row_flash = False
+                break
             logits[i] = out[0] if want_logits else None
-        order = [i for i in order if len(chunks[i]) < FLASH_ROW_TOKENS]
+            done.add(i)
+        order = [i for i in order if i not in done]
         batch: list[int] = []
         for i in order + [None]:
             if i is not None and (not batch or (len(batch) + 1) * len(chunks[i]) <= self.prefill_tokens):

@@ -19,7 +19,8 @@ import shutil
 import tempfile
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,8 @@ def bench(*, model: str | None, size: str, device: str, dtype: str, out: Path, w
     except Exception as exc:  # a benchmark that fails says why and the others still run
         result["decode_error"] = _failure(exc)
     _write(out, result)
-    with ThreadPoolExecutor(max(1, _cpus() - 1)) as pool:
+    # data are built in processes (FLAC and H.264 encoding hold the GIL); spawn: CUDA is up already
+    with ProcessPoolExecutor(max(1, _cpus() - 1), mp_context=multiprocessing.get_context("spawn")) as pool:
         for name in workloads:
             try:
                 result["workloads"][name] = _workload(WORKLOADS[name], fast, ref, work, scale, pool, size, device,

@@ -3,7 +3,8 @@
 Built where the benchmark runs (no large files travel): VLMEvalKit TSVs with base64 JPEG images
 (MME's second question cites the first row's image; MMBench's circular copies cite copy 0), the
 LibriSpeech folder layout with FLAC files, and Video-MME's HF parquet with H.264 mp4s. Sizes
-follow the real sets where the run can afford them; `Scale` states what is built.
+follow the real sets where the run can afford them; `Scale` states what is built. Items are made
+by module-level functions, so a process pool can build them in parallel.
 
 Content is cheap but not degenerate: images are gradients with shapes (JPEG decodes like a
 photo, not like noise), audio is amplitude-modulated band-limited noise, transcripts are words
@@ -14,9 +15,10 @@ from __future__ import annotations
 import base64
 import io
 import random
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -82,19 +84,20 @@ def _image_size(rng: random.Random, scale: Scale) -> tuple[int, int]:
     return (long_side, round(long_side * h / w)) if w >= h else (round(long_side * w / h), long_side)
 
 
-def _images(n: int, seed: int, scale: Scale, pool: ThreadPoolExecutor) -> list[str]:
-    def one(i: int) -> str:
-        rng = random.Random(seed * 1_000_003 + i)
-        return _jpeg_b64(_scene(rng, *_image_size(rng, scale)))
+def _image(seed: int, scale: Scale) -> str:
+    rng = random.Random(seed)
+    return _jpeg_b64(_scene(rng, *_image_size(rng, scale)))
 
-    return list(pool.map(one, range(n)))
+
+def _images(n: int, seed: int, scale: Scale, pool: Executor) -> list[str]:
+    return list(pool.map(partial(_image, scale=scale), [seed * 1_000_003 + i for i in range(n)], chunksize=16))
 
 
 def _sentence(rng: random.Random, n_words: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(max(1, n_words)))
 
 
-def build_mme(root: Path, scale: Scale, pool: ThreadPoolExecutor) -> Path:
+def build_mme(root: Path, scale: Scale, pool: Executor) -> Path:
     """MME.tsv: two yes/no questions per image, the second row citing the first row's image."""
     rows = []
     for i, data in enumerate(_images(scale.mme_images, 1, scale, pool)):
@@ -110,7 +113,7 @@ def build_mme(root: Path, scale: Scale, pool: ThreadPoolExecutor) -> Path:
     return path
 
 
-def build_mmbench(root: Path, scale: Scale, pool: ThreadPoolExecutor) -> Path:
+def build_mmbench(root: Path, scale: Scale, pool: Executor) -> Path:
     """MMBench_DEV_EN.tsv: questions with 4 (80%), 3 or 2 options, each with its circular copies."""
     groups = []
     for i, data in enumerate(_images(scale.mmbench_questions, 2, scale, pool)):
@@ -129,7 +132,7 @@ def build_mmbench(root: Path, scale: Scale, pool: ThreadPoolExecutor) -> Path:
     return path
 
 
-def build_mathvista(root: Path, scale: Scale, pool: ThreadPoolExecutor) -> Path:
+def build_mathvista(root: Path, scale: Scale, pool: Executor) -> Path:
     rows = []
     for i, data in enumerate(_images(scale.mathvista_questions, 3, scale, pool), start=1):
         rng = random.Random(20_000 + i)
@@ -170,28 +173,34 @@ def _duration(rng: random.Random, scale: Scale) -> float:
     return float(min(hi, lo + rng.lognormvariate(mu, sigma)))
 
 
-def build_librispeech(root: Path, scale: Scale, pool: ThreadPoolExecutor) -> Path:
+def _utterance(i: int, base: Path, scale: Scale) -> tuple[Path, str]:
+    """Write utterance i's FLAC; its folder and transcript line."""
+    rng = random.Random(30_000 + i)
+    seconds = _duration(rng, scale)
+    spk, chapter = 1000 + i // 100, 10 + (i // 20) % 5
+    uid = f"{spk}-{chapter}-{i % 20:04d}"
+    folder = base / str(spk) / str(chapter)
+    write_flac(folder / f"{uid}.flac", _speech(np.random.default_rng(i), seconds))
+    return folder, f"{uid} {_sentence(rng, round(2.7 * seconds))}"
+
+
+def build_librispeech(root: Path, scale: Scale, pool: Executor) -> Path:
     """LibriSpeech/test-other/<spk>/<chapter>/: FLAC utterances and a .trans.txt, 20 utterances a chapter."""
     base = root / "LibriSpeech" / "test-other"
-
-    def one(i: int) -> tuple[Path, str]:
-        rng = random.Random(30_000 + i)
-        seconds = _duration(rng, scale)
-        spk, chapter = 1000 + i // 100, 10 + (i // 20) % 5
-        uid = f"{spk}-{chapter}-{i % 20:04d}"
-        folder = base / str(spk) / str(chapter)
-        write_flac(folder / f"{uid}.flac", _speech(np.random.default_rng(i), seconds))
-        return folder, f"{uid} {_sentence(rng, round(2.7 * seconds))}"
-
     lines: dict[Path, list[str]] = {}
-    for folder, line in pool.map(one, range(scale.librispeech_utterances)):
+    for folder, line in pool.map(partial(_utterance, base=base, scale=scale), range(scale.librispeech_utterances),
+                                 chunksize=16):
         lines.setdefault(folder, []).append(line)
     for folder, entries in lines.items():
         (folder / f"{folder.parent.name}-{folder.name}.trans.txt").write_text("\n".join(entries) + "\n")
     return base
 
 
-def _write_video(path: Path, seed: int, scale: Scale) -> None:
+def _write_video(v: int, base: Path, scale: Scale) -> None:
+    _encode_video(base / "video" / f"synth{v:05d}.mp4", 40_000 + v, scale)
+
+
+def _encode_video(path: Path, seed: int, scale: Scale) -> None:
     import av
 
     width, height, fps, seconds = scale.video
@@ -216,11 +225,11 @@ def _write_video(path: Path, seed: int, scale: Scale) -> None:
             container.mux(packet)
 
 
-def build_videomme(root: Path, scale: Scale, pool: ThreadPoolExecutor) -> Path:
+def build_videomme(root: Path, scale: Scale, pool: Executor) -> Path:
     """Video-MME/: the HF parquet (3 questions per video) and video/<id>.mp4."""
     base = root / "Video-MME"
     ids = [f"synth{v:05d}" for v in range(scale.videomme_videos)]
-    list(pool.map(lambda v: _write_video(base / "video" / f"{ids[v]}.mp4", 40_000 + v, scale), range(len(ids))))
+    list(pool.map(partial(_write_video, base=base, scale=scale), range(len(ids))))
     rows = []
     for v, video_id in enumerate(ids):
         rng = random.Random(50_000 + v)
