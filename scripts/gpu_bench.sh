@@ -3,9 +3,10 @@
 # the model is built on the GPU (`model-init --random-on-load`), the workloads are written on the
 # machine in the official layouts, fast and reference engine run on the same requests, and
 # bench.json / bench.md land in OUT after every workload (a timeout still leaves numbers).
-# Usage: bash scripts/gpu_bench.sh OUT        (BENCH_TIMEOUT seconds caps the bench, default 540)
-# Subsets (the call must finish in minutes): Video-MME 150 videos x 3 q, MMBench 300 questions
-# (~1,100 rows with circular copies), MathVista 96 questions; MME and LibriSpeech are full size.
+# Usage: bash scripts/gpu_bench.sh OUT        (BENCH_TIMEOUT seconds caps the bench, default 300)
+# Sizes (the call must finish in minutes): MME and LibriSpeech full; Video-MME 60 videos x 3 q,
+# MMBench 150 questions (563 rows with circular copies), MathVista 48 questions (BENCH_LIMITS);
+# the reference engine runs the first groups given by BENCH_REFERENCE.
 set -euo pipefail
 OUT=${1:-gpu_out}
 mkdir -p "$OUT"
@@ -14,8 +15,10 @@ CKPT=/tmp/vita15-full-random
 python3 -m vita_eval.cli model-init --size full --random-on-load --out "$CKPT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1 || true
 set +e
-timeout "${BENCH_TIMEOUT:-540}" python3 -m vita_eval.cli -v bench --model "$CKPT" --out "$OUT" --work-dir /tmp/vita-bench \
-  --limit Video-MME_8frame=150 MMBench_DEV_EN=300 MathVista_MINI=96 ${BENCH_ARGS:-} > "$OUT/bench.log" 2>&1
+LIMITS=${BENCH_LIMITS:-"Video-MME_8frame=60 MMBench_DEV_EN=150 MathVista_MINI=48"}
+REFERENCE=${BENCH_REFERENCE:-"MME=20 LibriSpeech_test_other=12 Video-MME_8frame=3 MMBench_DEV_EN=5 MathVista_MINI=1"}
+timeout "${BENCH_TIMEOUT:-300}" python3 -m vita_eval.cli -v bench --model "$CKPT" --out "$OUT" --work-dir /tmp/vita-bench \
+  --limit $LIMITS --reference $REFERENCE > "$OUT/bench.log" 2>&1
 status=$?
 set -e
 tail -n 40 "$OUT/bench.log"
