@@ -14,6 +14,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from vita_eval import fsio
 from vita_eval.reports import markdown, plots
 from vita_eval.reports.markdown import load_references
 from vita_eval.reports.rows import Comparison, McNemar
@@ -234,7 +235,7 @@ def write_report(
         images.append(plots.plot_delta_heatmap(comparison.rows, comparison.labels, out / "delta_heatmap.png"))
     text = markdown.render_report(comparison, load_references(), images, n_boot=n_boot, seed=seed)
     report = out / "report.md"
-    report.write_text(text, encoding="utf-8")
+    fsio.write_text(report, text)
     if html:
         from vita_eval.reports.html import write_html
 

@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from vita_eval.fsio import atomic_path  # noqa: E402
 from vita_eval.reports.rows import delta_cell, row_places  # noqa: E402
 from vita_eval.reports.stats import MetricComparison, lower_is_better  # noqa: E402
 
@@ -61,6 +62,12 @@ def _bars(ax: Axes, rows: Sequence[MetricComparison], labels: Sequence[str]) -> 
     ax.grid(axis="y", alpha=0.3)
 
 
+def save_figure(fig: Figure, path: Path) -> None:
+    """PNG written atomically: a kill mid-save leaves the previous image, never a 0-byte one."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png")
+
+
 def plot_headline(rows: Sequence[MetricComparison], labels: Sequence[str], path: Path) -> Path:
     """headline.png: per suite, its headline metrics for every run with CI whiskers."""
     rows = [r for r in rows if r.group == "headline"]
@@ -75,7 +82,7 @@ def plot_headline(rows: Sequence[MetricComparison], labels: Sequence[str], path:
         fig.legend(handles, names, loc="upper center", ncol=min(len(labels), 4), fontsize=9, frameon=False)
     height = fig.get_figheight()
     fig.subplots_adjust(top=1 - 0.6 / height, bottom=0.9 / height, hspace=0.55, wspace=0.3, left=0.07, right=0.98)
-    fig.savefig(path, dpi=DPI)
+    save_figure(fig, path)
     return path
 
 
@@ -145,5 +152,5 @@ def plot_delta_heatmap(rows: Sequence[MetricComparison], labels: Sequence[str], 
         ax = fig.add_axes((left / width, (top - block_h) / height, COLUMN_IN * len(others) / width, block_h / height))
         _heat_block(ax, block, others, labels[0])
         top -= block_h
-    fig.savefig(path, dpi=DPI)
+    save_figure(fig, path)
     return path

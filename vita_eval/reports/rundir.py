@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from vita_eval import fsio
+
 
 @dataclass(frozen=True)
 class SuiteResult:
@@ -67,8 +69,11 @@ def read_per_sample(path: Path) -> tuple[pd.DataFrame | None, str | None]:
     return frame.sort_values("uid", kind="stable").reset_index(drop=True), None
 
 
-def read_suite(suite_dir: Path) -> SuiteResult:
-    scores = json.loads((suite_dir / "scores.json").read_text(encoding="utf-8"))
+def read_suite(suite_dir: Path) -> SuiteResult | None:
+    """One suite's results; None (with a warning from fsio) when its scores.json is damaged."""
+    scores = fsio.read_json(suite_dir / "scores.json")
+    if not isinstance(scores, dict):
+        return None
     per_sample, reason = read_per_sample(suite_dir / "per_sample.jsonl")
     suite = scores.get("suite", suite_dir.name)
     return SuiteResult(suite=suite, scores=scores, per_sample=per_sample, no_ci_reason=reason)
@@ -78,11 +83,11 @@ def read_run(path: Path, label: str | None = None) -> Run:
     """Every `<suite>/scores.json` under `path`; run.json is optional (it only feeds provenance)."""
     path = Path(path)
     run_json = path / "run.json"
-    info = json.loads(run_json.read_text(encoding="utf-8")) if run_json.is_file() else {}
+    info = fsio.read_json(run_json, default={})  # damaged: no provenance, the scores still count
     suite_dirs = sorted(p.parent for p in path.glob("*/scores.json"))
     if not suite_dirs:
         raise FileNotFoundError(f"no <suite>/scores.json under {path}")
-    suites = {result.suite: result for result in map(read_suite, suite_dirs)}
+    suites = {result.suite: result for result in map(read_suite, suite_dirs) if result is not None}
     return Run(path=path, label=label or default_label(path, info), info=info, suites=suites)
 
 

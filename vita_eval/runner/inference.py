@@ -7,7 +7,6 @@ time so one bad request cannot take its neighbours down with it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any, Protocol, Sequence
 
 from tqdm import tqdm
 
+from vita_eval import fsio
 from vita_eval.runner.distributed import Dist
 from vita_eval.runner.records import RecordWriter, SampleRecord, prompt_hash, read_records
 from vita_eval.types import Output, Request, Sample
@@ -41,14 +41,21 @@ class InferenceStats:
 
 
 def check_fingerprint(suite_dir: Path, fingerprint: dict[str, Any]) -> None:
-    """Records made with another model, preset or decoding are set aside, never mixed in or deleted."""
+    """Records made with another model, preset or decoding are set aside, never mixed in or deleted.
+
+    A damaged fingerprint.json (a kill in an old version's in-place write) cannot vouch for the
+    records beside it, so they are set aside too, with a warning; the run then goes on.
+    """
     suite_dir.mkdir(parents=True, exist_ok=True)
     path = suite_dir / "fingerprint.json"
-    if path.exists() and json.loads(path.read_text()) != fingerprint:
+    if path.exists() and fsio.read_json(path, default=_DAMAGED) != fingerprint:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         for old in suite_dir.glob("samples*.jsonl"):
             old.rename(old.with_name(f"stale-{stamp}-{old.name}"))
-    path.write_text(json.dumps(fingerprint, indent=2, sort_keys=True))
+    fsio.write_json(path, fingerprint, sort_keys=True)
+
+
+_DAMAGED = object()  # read_json's default for a fingerprint that exists but cannot be read
 
 
 def _build(preset, sample: Sample, spec: Any, args: dict[str, Any], max_new_tokens: int | None) -> Request:

@@ -1,18 +1,20 @@
 """`vita-eval run`: model x suites -> records -> scores -> report, resumable, one or many ranks.
 
 The run directory is the unit of resumption: running the same command again skips
-every sample already recorded there. Suites fail alone: a suite whose data cannot be
-loaded gets a scores.json that says why and the run goes on to the next.
+every sample already recorded there. One process holds a run directory at a time
+(`vita_eval.runner.lock`). Suites fail alone: any exception in one suite's path (its
+data, inference, scoring, or a bug) gives that suite a scores.json that says why, and the
+run goes on to the next. Every file is written atomically (`vita_eval.fsio`).
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from vita_eval import fsio
 from vita_eval.config import RunConfig
 from vita_eval.data.checksums import file_md5
 from vita_eval.models import load_model
@@ -21,8 +23,9 @@ from vita_eval import registry
 from vita_eval.runner import provenance
 from vita_eval.runner.distributed import Dist, init_distributed, shutdown
 from vita_eval.runner.inference import check_fingerprint, infer_suite
+from vita_eval.runner.lock import lock_run_dir
 from vita_eval.runner.records import merge_records, read_records
-from vita_eval.runner.scoring import score_suite
+from vita_eval.runner.scoring import retire_scores, score_suite
 from vita_eval.scorers.predictions import predictions_from_records
 from vita_eval.scorers.profiles import get_profile
 from vita_eval.data.images import lmu_data_root
@@ -45,20 +48,22 @@ def _data_files(spec: SuiteSpec, path: Path, profile: str, check: bool) -> tuple
     return {str(path): md5}, notes
 
 
-def _write_suite_error(suite_dir: Path, spec: SuiteSpec, profile: str, reason: str) -> dict[str, Any]:
-    scores = {"suite": spec.name, "scorer": spec.scorer, "profile": profile, "preset": spec.preset,
-              "judge": {"identity": "none"}, "metrics": {}, "headline": list(spec.headline), "categories": {},
-              "n": 0, "n_failed": 0, "failures": [], "notes": [f"{spec.name}: cannot be run: {reason}"]}
-    suite_dir.mkdir(parents=True, exist_ok=True)
-    (suite_dir / "scores.json").write_text(json.dumps(scores, indent=2))
+def _write_suite_error(suite_dir: Path, name: str, spec: SuiteSpec | None, profile: str,
+                       reason: str) -> dict[str, Any]:
+    """scores.json of a suite that could not be run or scored: no metrics, and why."""
+    scores = {"suite": name, "scorer": spec.scorer if spec else None, "profile": profile,
+              "preset": spec.preset if spec else None, "judge": {"identity": "none"}, "metrics": {},
+              "headline": list(spec.headline) if spec else [], "categories": {},
+              "n": 0, "n_failed": 0, "failures": [], "notes": [f"{name}: cannot be run: {reason}"]}
+    fsio.write_json(suite_dir / "scores.json", scores)
     return scores
 
 
 def _check_run_dir(out: Path, identity: dict[str, Any]) -> None:
-    """Refuse to mix two checkpoints' samples in one run directory."""
-    previous = out / "run.json"
-    if previous.exists():
-        old = json.loads(previous.read_text()).get("model", {})
+    """Refuse to mix two checkpoints' samples in one run directory (a damaged run.json reads as absent)."""
+    previous = fsio.read_json(out / "run.json", default={})
+    if isinstance(previous, dict):
+        old = previous.get("model", {})
         keys = ("path", "config_sha256", "index_sha256")
         if old and any(old.get(k) != identity.get(k) for k in keys):
             raise SystemExit(f"{out} holds results of another model ({old.get('path')}); choose another --out")
@@ -95,16 +100,42 @@ class _Judges:
         return self._built[name]
 
 
+def run_suite_guarded(name: str, cfg: RunConfig, model: Any, judges: _Judges, out: Path, dist: Dist) -> dict | None:
+    """`run_one_suite`, with any exception made that suite's scores.json (the suite boundary).
+
+    The suite's older scores.json is set aside first, so a suite that fails, or a run killed
+    in it, never leaves a previous run's numbers looking current.
+    """
+    suite_dir = out / name
+    if dist.is_main:
+        retire_scores(suite_dir)
+    try:
+        return run_one_suite(name, cfg, model, judges, out, dist)
+    except Exception as exc:  # the boundary: one suite's failure (or bug) must not cost the others
+        if isinstance(exc, SuiteError):
+            log.error("%s", exc)
+        else:
+            log.exception("%s failed", name)
+        reason = str(exc) if isinstance(exc, SuiteError) else f"{type(exc).__name__}: {exc}"
+        if not dist.is_main:
+            return None
+        return _write_suite_error(suite_dir, name, _spec_or_none(name), cfg.profile, reason)
+
+
+def _spec_or_none(name: str) -> SuiteSpec | None:
+    """The suite's declaration for its error file, or None when it is unknown or unreadable."""
+    try:
+        return get_suite(name)
+    except SuiteError:
+        return None
+
+
 def run_one_suite(name: str, cfg: RunConfig, model: Any, judges: _Judges, out: Path, dist: Dist) -> dict | None:
     spec = get_suite(name)
     suite_dir = out / name
     root = Path(cfg.data_root) if cfg.data_root else lmu_data_root()
     path = data_path(spec, root, cfg.data.get(name))
-    try:
-        data: SuiteData = load_suite_data(spec, path)
-    except SuiteError as exc:
-        log.error("%s", exc)
-        return _write_suite_error(suite_dir, spec, cfg.profile, str(exc)) if dist.is_main else None
+    data: SuiteData = load_suite_data(spec, path)
     files, notes = _data_files(spec, path, cfg.profile, cfg.check_md5)
     files = files or data.files
     samples = data.samples[: cfg.limit] if cfg.limit else data.samples
@@ -141,19 +172,23 @@ def run(cfg: RunConfig) -> Path:
         device = f"cuda:{dist.local_rank}"
     model = load_model(cfg.model, device=device, dtype=pick_dtype(cfg.dtype, device), name=cfg.model_name)
     out = Path(cfg.out or Path("outputs") / model.name)
-    if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        _check_run_dir(out, model.identity)
-        _write_run_json(out, cfg, model, device, dist, started, finished=False)  # provenance survives a kill
-    judges = _Judges(cfg)
-    for name in cfg.suites:
-        run_one_suite(name, cfg, model, judges, out, dist)
-    if dist.is_main:
-        _write_run_json(out, cfg, model, device, dist, started, finished=True)
-        if cfg.report:
-            from vita_eval.reports.compare import write_report
+    lock = lock_run_dir(out) if dist.is_main else None  # a second process on `out` exits here
+    try:
+        if dist.is_main:
+            _check_run_dir(out, model.identity)
+            _write_run_json(out, cfg, model, device, dist, started, finished=False)  # provenance survives a kill
+        judges = _Judges(cfg)
+        for name in cfg.suites:
+            run_suite_guarded(name, cfg, model, judges, out, dist)
+        if dist.is_main:
+            _write_run_json(out, cfg, model, device, dist, started, finished=True)
+            if cfg.report:
+                from vita_eval.reports.compare import write_report
 
-            write_report([out], out=out, n_boot=cfg.report_bootstrap, seed=cfg.seed)
+                write_report([out], out=out, n_boot=cfg.report_bootstrap, seed=cfg.seed)
+    finally:
+        if lock is not None:
+            lock.release()
     shutdown(dist)
     return out
 
@@ -166,4 +201,4 @@ def _write_run_json(out: Path, cfg: RunConfig, model: Any, device: str, dist: Di
         "hardware": provenance.hardware(), "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "finished": finished, "wall_s": round(time.time() - started, 3), "peak_mem": provenance.peak_memory(),
     }
-    (out / "run.json").write_text(json.dumps(run, indent=2, default=str))
+    fsio.write_json(out / "run.json", run)

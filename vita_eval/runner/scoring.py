@@ -2,23 +2,39 @@
 
 Every failed sample is counted once, with the first reason found: a row the loader
 could not use, an input or generation error, or a row the scorer could not score.
-A suite that cannot be scored still gets a scores.json that says why.
+A suite that cannot be scored (a SuiteError, or any exception a scorer raises) still gets
+a scores.json that says why. Every file is written atomically (`vita_eval.fsio`), and the
+files of an earlier scoring are set aside before a new one starts (`retire_scores`), so a
+failed or killed scoring never leaves old numbers looking current.
 """
 from __future__ import annotations
 
 import inspect
-import json
+import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from vita_eval import fsio
 from vita_eval.scorers.base import ScoreResult, get_scorer
 from vita_eval.scorers.predictions import write_vlmevalkit_xlsx
 from vita_eval.scorers.profiles import get_profile
 from vita_eval.suites import SuiteSpec
 from vita_eval.types import SuiteData, SuiteError
+
+log = logging.getLogger(__name__)
+SCORE_FILES = ("scores.json", "per_sample.jsonl")
+
+
+def retire_scores(out_dir: Path) -> None:
+    """Rename an earlier scores.json / per_sample.jsonl to `*.previous.*` (kept, never current)."""
+    for name in SCORE_FILES:
+        path = out_dir / name
+        if path.exists():
+            os.replace(path, path.with_name(f"{path.stem}.previous{path.suffix}"))
 
 
 def _failures(data: SuiteData, result: ScoreResult | None) -> list[dict[str, str]]:
@@ -52,8 +68,14 @@ def score_suite(spec: SuiteSpec, data: SuiteData, predictions: pd.DataFrame, out
     if asr_normalizer and spec.scorer == "asr":
         overrides["asr_normalizer"] = asr_normalizer
     out_dir.mkdir(parents=True, exist_ok=True)
+    retire_scores(out_dir)
+    notes = list(extra.pop("notes", []))
     if model_name:
-        write_vlmevalkit_xlsx(data.table, predictions, out_dir / f"{model_name}_{spec.name}.xlsx")
+        try:
+            write_vlmevalkit_xlsx(data.table, predictions, out_dir / f"{model_name}_{spec.name}.xlsx")
+        except Exception as exc:  # the predictions are safe in samples.jsonl; say why the file is missing
+            log.exception("%s: prediction file not written", spec.name)
+            notes.append(f"{spec.name}: VLMEvalKit prediction file not written: {type(exc).__name__}: {exc}")
     result: ScoreResult | None = None
     error = None
     started = time.perf_counter()
@@ -64,6 +86,9 @@ def score_suite(spec: SuiteSpec, data: SuiteData, predictions: pd.DataFrame, out
                               **kwargs)
     except SuiteError as exc:
         error = str(exc)
+    except Exception as exc:  # a scorer bug or unforeseen data: this suite's error, not the run's
+        log.exception("%s: scoring failed", spec.name)
+        error = f"{type(exc).__name__}: {exc}"
     failures = _failures(data, result)
     scores = {
         "suite": spec.name, "scorer": spec.scorer, "profile": profile, "profile_overrides": overrides,
@@ -74,12 +99,13 @@ def score_suite(spec: SuiteSpec, data: SuiteData, predictions: pd.DataFrame, out
         "categories": resolve_categories(spec, result.metrics) if result else {},
         "n": len(data.table) + len(data.problems),
         "n_failed": len(failures), "failures": failures,
-        "notes": extra.pop("notes", []) + (result.notes if result else [])
+        "notes": notes + (result.notes if result else [])
         + ([f"{spec.name}: cannot be scored: {error}"] if error else []),
         "scoring_s": round(time.perf_counter() - started, 3),
         **extra,
     }
-    (out_dir / "scores.json").write_text(json.dumps(scores, indent=2, ensure_ascii=False, default=str))
     if result is not None and not result.per_sample.empty:
-        result.per_sample.to_json(out_dir / "per_sample.jsonl", orient="records", lines=True, force_ascii=False)
+        with fsio.atomic_path(out_dir / "per_sample.jsonl") as tmp:
+            result.per_sample.to_json(tmp, orient="records", lines=True, force_ascii=False)
+    fsio.write_json(out_dir / "scores.json", scores)  # last: its presence means the scoring is complete
     return scores

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from pandas.io.parsers.readers import STR_NA_VALUES
 
+from vita_eval.fsio import atomic_path
 from vita_eval.types import SuiteError
 
 NA_STRINGS: frozenset[str] = frozenset(STR_NA_VALUES)
@@ -118,8 +119,7 @@ def write_vlmevalkit_xlsx(table: pd.DataFrame, predictions: pd.DataFrame, path: 
     by_key = {index_key(i): p for i, p in zip(predictions["index"], predictions["prediction"])}
     out = table.drop(columns=[c for c in ("image",) if c in table]).copy()
     out["prediction"] = [by_key.get(index_key(i), np.nan) for i in out["index"]]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with pd.ExcelWriter(path, engine="openpyxl") as writer:
+    with atomic_path(path) as tmp, pd.ExcelWriter(tmp, engine="openpyxl") as writer:
         out.to_excel(writer, index=False)
         for row in writer.sheets["Sheet1"].iter_rows():
             for cell in row:
