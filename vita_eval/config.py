@@ -35,11 +35,13 @@ class RunConfig:
     judge_retry: int = 6
     judge_timeout: float = 120.0
     judge_cache: str | None = None
+    judge_budget_s: float | None = 3600.0  # judge time per suite; when spent, the rest is scored without it
     out: str | None = None  # run directory; default outputs/<model_name>
     limit: int | None = None
     batch_size: int = 8
     max_new_tokens: int | None = None  # caps every preset's budget when set
     check_md5: bool = True
+    allow_outside_root: bool = False  # let media paths (.., absolute, symlinks) leave the suite's data root
     seed: int = 0
     report: bool = True
     report_bootstrap: int = 500  # resamples for the CIs of the report written after a run

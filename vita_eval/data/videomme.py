@@ -22,6 +22,7 @@ import pysubs2
 
 from vita15.video_io import VideoError, VideoHandle, open_video
 from vita_eval.data.checksums import file_md5
+from vita_eval.data.paths import inside_root
 from vita_eval.data.tsv import normalize_index, read_table, require_columns
 from vita_eval.registry import register
 from vita_eval.types import Media, Sample, SampleError, SuiteData, SuiteError
@@ -130,10 +131,29 @@ def _video_loader(path: Path) -> Callable[[], VideoHandle]:
     return load
 
 
+def _refused(reason: str) -> Callable[[], VideoHandle]:
+    def load() -> VideoHandle:
+        raise SampleError(reason)
+
+    return load
+
+
+def _media_paths(root: Path, video_id: object, uid: str, allow_outside: bool) -> tuple[Path, Path | None]:
+    """(video, subtitle or None) of a `videoID`, both confined to `root` (SampleError when one leaves it)."""
+    what = f"Video-MME question {uid} (videoID {str(video_id)[:80]!r})"
+    video = inside_root(root / "video" / f"{video_id}.mp4", [root], allow_outside=allow_outside, what=what)
+    subtitle = root / "subtitle" / f"{video_id}.srt"
+    if not subtitle.is_file():
+        return video, None
+    return video, inside_root(subtitle, [root], allow_outside=allow_outside, what=what)
+
+
 @register("loader", "videomme")
-def load_videomme(root: Path, *, suite: str = "Video-MME") -> SuiteData:
+def load_videomme(root: Path, *, suite: str = "Video-MME", allow_outside_root: bool = False) -> SuiteData:
     """Load Video-MME from its data root; `fields` carry absolute `video_path` and
-    `subtitle_path` (None when the .srt is missing), the table keeps VLMEvalKit's values."""
+    `subtitle_path` (None when the .srt is missing), the table keeps VLMEvalKit's values.
+    A `videoID` whose video or subtitle resolves outside `root` (`..`, a symlink out) fails its
+    questions unless `allow_outside_root`."""
     root = Path(root)
     table, data_file, layout, problems = _read_source(root)
     table = table.reset_index(drop=True)
@@ -144,10 +164,14 @@ def load_videomme(root: Path, *, suite: str = "Video-MME") -> SuiteData:
         uid = str(fields["index"])
         if uid in failed:
             continue
-        video = (root / "video" / f"{fields['video']}.mp4").resolve()
-        subtitle = (root / "subtitle" / f"{fields['video']}.srt").resolve()
-        fields.update(video_path=str(video), subtitle_path=str(subtitle) if subtitle.is_file() else None)
-        samples.append(Sample(suite=suite, uid=uid, fields=fields, video=Media("video", str(video), _video_loader(video))))
+        try:
+            video, subtitle = _media_paths(root, fields["video"], uid, allow_outside_root)
+            media = Media("video", str(video), _video_loader(video))
+        except SampleError as exc:
+            video, subtitle = None, None
+            media = Media("video", f"videoID {str(fields['video'])[:80]!r}", _refused(str(exc)))
+        fields.update(video_path=str(video) if video else None, subtitle_path=str(subtitle) if subtitle else None)
+        samples.append(Sample(suite=suite, uid=uid, fields=fields, video=media))
     return SuiteData(table=table, samples=samples, files={str(data_file): file_md5(data_file)}, problems=problems)
 
 

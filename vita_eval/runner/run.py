@@ -135,7 +135,7 @@ def run_one_suite(name: str, cfg: RunConfig, model: Any, judges: _Judges, out: P
     suite_dir = out / name
     root = Path(cfg.data_root) if cfg.data_root else lmu_data_root()
     path = data_path(spec, root, cfg.data.get(name))
-    data: SuiteData = load_suite_data(spec, path)
+    data: SuiteData = load_suite_data(spec, path, allow_outside_root=cfg.allow_outside_root)
     files, notes = _data_files(spec, path, cfg.profile, cfg.check_md5)
     files = files or data.files
     samples = data.samples[: cfg.limit] if cfg.limit else data.samples
@@ -153,7 +153,7 @@ def run_one_suite(name: str, cfg: RunConfig, model: Any, judges: _Judges, out: P
     if cfg.limit:
         keep = {s.uid for s in samples}
         data = SuiteData(data.table[data.table["index"].astype(str).isin(keep)], samples, data.files,
-                         [p for p in data.problems if str(p["uid"]) in keep])
+                         [p for p in data.problems if str(p["uid"]) in keep], data.notes)
     extra = {"data_files": files, "preset_args": preset_args, "wall_s": round(stats.wall_s, 3),
              "samples_per_s": round(stats.samples_per_s, 3), "n_inferred_now": stats.n_new,
              "n_resumed": stats.n_done_before, "notes": notes}

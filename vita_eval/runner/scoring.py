@@ -69,7 +69,7 @@ def score_suite(spec: SuiteSpec, data: SuiteData, predictions: pd.DataFrame, out
         overrides["asr_normalizer"] = asr_normalizer
     out_dir.mkdir(parents=True, exist_ok=True)
     retire_scores(out_dir)
-    notes = list(extra.pop("notes", []))
+    notes = list(extra.pop("notes", [])) + list(data.notes)
     if model_name:
         try:
             write_vlmevalkit_xlsx(data.table, predictions, out_dir / f"{model_name}_{spec.name}.xlsx")
