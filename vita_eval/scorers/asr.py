@@ -16,7 +16,7 @@ import pandas as pd
 from vita_eval.registry import register
 from vita_eval.scorers.asr_normalizers import NORMALIZERS
 from vita_eval.scorers.base import ScoreResult
-from vita_eval.scorers.predictions import align
+from vita_eval.scorers.predictions import align, reject_rows
 from vita_eval.scorers.profiles import Profile, resolve_profile
 from vita_eval.types import SuiteError
 
@@ -62,6 +62,11 @@ class ASRScorer:
         rows, failures = align(data, predictions)
         normalize = NORMALIZERS[profile.asr_normalizer]
         _check_languages(rows)
+        reasons = [None if normalize(str(text), str(lang)) else
+                   f"reference text {str(text)[:40]!r} is empty after the {profile.asr_normalizer} normalizer: "
+                   "every hypothesis word would count as an insertion" for text, lang in zip(rows["answer"], rows["language"])]
+        rows, rejected = reject_rows(rows, reasons)
+        failures += rejected
         languages = [str(x) for x in rows["language"]]
         refs = [normalize(str(text), lang) for text, lang in zip(rows["answer"], languages)]
         hyps = [[] if pd.isna(text) else normalize(str(text), lang) for text, lang in zip(rows["prediction"], languages)]

@@ -17,7 +17,7 @@ from vita_eval.scorers.base import ScoreResult
 from vita_eval.scorers.judge_prompts import mathvista_prompt
 from vita_eval.scorers.judging import RISING_TEMPERATURES, first_accepted, usable_judge
 from vita_eval.scorers.matching import can_infer
-from vita_eval.scorers.predictions import NA_STRINGS, align, prediction_text
+from vita_eval.scorers.predictions import NA_STRINGS, align, prediction_text, reject_rows
 from vita_eval.scorers.profiles import Profile, resolve_profile
 
 PREFETCH_LOG = "Prefetch succeed"
@@ -27,6 +27,18 @@ JUDGE_MAX_TOKENS = 128  # build_judge(max_tokens=128)
 def _choices(row: pd.Series) -> dict[str, Any]:
     """`list_to_dict(eval(choices))`: A, B, C, ... for the listed choice texts."""
     return {chr(65 + i): text for i, text in enumerate(ast.literal_eval(row["choices"]))}
+
+
+def unscorable(row: pd.Series) -> str | None:
+    """Why VLMEvalKit could not score a row at all (its `eval(choices)` raises), else None."""
+    if row["question_type"] == "multi_choice":
+        try:
+            choices = ast.literal_eval(str(row["choices"]))
+        except (ValueError, SyntaxError) as exc:
+            return f"choices cell is not a list literal ({type(exc).__name__}): {str(row['choices'])[:80]!r}"
+        if not isinstance(choices, (list, tuple)) or not choices:
+            return f"choices cell is not a non-empty list: {str(row['choices'])[:80]!r}"
+    return None
 
 
 def post_check(row: pd.Series, response: Any, generation: int, *, prefetch: bool) -> Any:
@@ -89,7 +101,13 @@ class MathVistaScorer:
     ) -> ScoreResult:
         profile = resolve_profile(profile)
         rows, failures = align(data, predictions)
+        rows, rejected = reject_rows(rows, [unscorable(row) for _, row in rows.iterrows()])
+        failures += rejected
         active, notes = usable_judge(judge, "MathVista")
+        empty = [str(i) for i, a in zip(rows["index"], rows["answer"]) if pd.isna(a)]
+        if empty:
+            notes.append(f"MathVista: {len(empty)} rows have an empty answer cell and count as wrong "
+                         f"(as in VLMEvalKit): index {', '.join(empty[:10])}")
         records = [self._score_row(row, active, profile) for _, row in rows.iterrows()]
         per_sample = pd.DataFrame(
             records, columns=["uid", "cluster", "task", "skills", "prefetch", "log", "res", "hit"]

@@ -21,7 +21,7 @@ from vita_eval.scorers.base import ScoreResult
 from vita_eval.scorers.judge_prompts import mcq_prompt
 from vita_eval.scorers.judging import MCQ_TEMPERATURES, first_accepted, usable_judge
 from vita_eval.scorers.matching import can_infer
-from vita_eval.scorers.predictions import align, prediction_text
+from vita_eval.scorers.predictions import align, index_key, prediction_text, reject_rows
 from vita_eval.scorers.profiles import Profile, resolve_profile
 
 L2_ABBREVIATIONS = {
@@ -64,6 +64,28 @@ class OptionExtractor:
             return judged
         self.random_fallbacks += 1
         return self.rng.choice([*choices] + ([] if "Z" in choices else ["Z"]))
+
+
+def unscorable(row: pd.Series) -> str | None:
+    """Why VLMEvalKit could not score a row at all (its `int(index)` raises), else None."""
+    if not isinstance(index_key(row["index"]), int):
+        return f"index {row['index']!r} is not an integer (MMBench groups circular copies by index % 1e6)"
+    return None
+
+
+def answer_notes(rows: pd.DataFrame) -> list[str]:
+    """Rows VLMEvalKit scores silently wrong (hit 0 whatever the prediction): kept as it does, and said."""
+    empty = [str(i) for i, a in zip(rows["index"], rows["answer"]) if pd.isna(a)]
+    no_option = [str(r["index"]) for _, r in rows.iterrows()
+                 if not pd.isna(r["answer"]) and str(r["answer"]) not in row_choices(r)]
+    notes = []
+    if empty:
+        notes.append(f"MMBench: {len(empty)} rows have an empty answer cell and count as wrong "
+                     f"(as in VLMEvalKit): index {', '.join(empty[:10])}")
+    if no_option:
+        notes.append(f"MMBench: {len(no_option)} rows have an answer that is not one of their options and count "
+                     f"as wrong (as in VLMEvalKit): index {', '.join(no_option[:10])}")
+    return notes
 
 
 def _lower_columns(table: pd.DataFrame) -> pd.DataFrame:
@@ -119,7 +141,10 @@ class MMBenchScorer:
         rows, failures = align(data, predictions)
         if "answer" not in rows or rows["answer"].isna().all():
             return ScoreResult.of(pd.DataFrame(), {}, failures, [NO_ANSWERS_NOTE], judge)
+        rows, rejected = reject_rows(rows, [unscorable(row) for _, row in rows.iterrows()])
+        failures += rejected
         active, notes = usable_judge(judge, "MMBench")
+        notes += answer_notes(rows)
         extract = OptionExtractor(profile.matcher_generation, active, random.Random(profile.mcq_random_seed))
         rows = rows.assign(index=rows["index"].astype(int)).sort_values("index", kind="stable")
         if any(k in dataset.lower() for k in profile.mmbench_circular_keywords):

@@ -11,7 +11,7 @@ from vita_eval.registry import register
 from vita_eval.scorers.base import ScoreResult
 from vita_eval.scorers.judge_prompts import yorn_prompt
 from vita_eval.scorers.judging import RISING_TEMPERATURES, first_accepted, usable_judge
-from vita_eval.scorers.predictions import align, prediction_text
+from vita_eval.scorers.predictions import align, empty_answer, prediction_text
 from vita_eval.scorers.profiles import Profile, resolve_profile
 from vita_eval.scorers.yorn import extract_yes_no
 from vita_eval.types import SuiteError
@@ -53,8 +53,12 @@ class MMEScorer:
     ) -> ScoreResult:
         profile = resolve_profile(profile)
         rows, failures = self._rows_with_failed_as_wrong(data, predictions)
-        self._check_layout(rows, profile)
+        layout_notes = self._check_layout(rows, profile)
+        failed = {f["uid"] for f in failures}
+        failures += [{"uid": str(i), "reason": f"{empty_answer(a)}; scored wrong"}
+                     for i, a in zip(rows["index"], rows["answer"]) if pd.isna(a) and str(i) not in failed]
         active, notes = usable_judge(judge, "MME")
+        notes += layout_notes
         if failures:
             notes.append(f"MME: {len(failures)} failed rows scored wrong (their image pairs stay complete)")
         preds = [prediction_text(p) for p in rows["prediction"]]
@@ -95,8 +99,10 @@ class MMEScorer:
         return rows, failures
 
     @staticmethod
-    def _check_layout(rows: pd.DataFrame, profile: Profile) -> None:
-        """Fail where VLMEvalKit's MME_rating crashes: a lone question (IndexError), a missing category (KeyError)."""
+    def _check_layout(rows: pd.DataFrame, profile: Profile) -> list[str]:
+        """Fail where VLMEvalKit's MME_rating crashes: a lone question (IndexError), a missing category (KeyError).
+
+        Where the profile's MME_rating skips missing categories (ms-vlmeval), say which are missing."""
         sizes = rows.groupby("image_path", sort=False).size()
         lone = sizes[sizes < 2]
         if len(lone):
@@ -106,6 +112,10 @@ class MMEScorer:
         missing = [c for c in PERCEPTION + REASONING if c not in set(rows["category"])]
         if missing and profile.mme_require_all_categories:
             raise SuiteError(f"MME: categories missing under {profile.name} (VLMEvalKit raises KeyError): {missing}")
+        if missing:
+            return [f"MME: {len(missing)} of 14 categories have no rows and are left out of perception/reasoning "
+                    f"(as {profile.name} does): {missing}"]
+        return []
 
     def aggregate(self, per_sample: pd.DataFrame) -> dict[str, float]:
         """`MME_rating`: perception (10 categories), reasoning (4), then each category in first-appearance order."""

@@ -109,6 +109,18 @@ def align(data: pd.DataFrame, predictions: pd.DataFrame) -> tuple[pd.DataFrame, 
     return merged.reset_index(drop=True), failures
 
 
+def reject_rows(rows: pd.DataFrame, reasons: list[str | None]) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """Rows without a reason, plus one failure per row with one (data VLMEvalKit would score silently wrong)."""
+    failures = [{"uid": str(i), "reason": r} for i, r in zip(rows["index"], reasons) if r]
+    keep = [not r for r in reasons]
+    return rows.loc[keep].reset_index(drop=True), failures
+
+
+def empty_answer(value: Any) -> str | None:
+    """The reason a ground-truth `answer` cell cannot be scored against: NaN (empty, or a pandas NA string)."""
+    return "answer cell is empty (or a pandas NA string): nothing to score against" if pd.isna(value) else None
+
+
 def write_vlmevalkit_xlsx(table: pd.DataFrame, predictions: pd.DataFrame, path: str | Path) -> Path:
     """Write VLMEvalKit's `{model}_{dataset}.xlsx`: dataset rows without `image`, plus `prediction`.
 
