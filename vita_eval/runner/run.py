@@ -17,6 +17,7 @@ from typing import Any
 from vita_eval import fsio
 from vita_eval.config import RunConfig
 from vita_eval.data.checksums import file_md5
+from vita_eval.judges.base import suite_session
 from vita_eval.models import load_model
 from vita_eval.models.vita import pick_device, pick_dtype
 from vita_eval import registry
@@ -80,7 +81,8 @@ def judge_spec_for(cfg: RunConfig, spec: SuiteSpec) -> str | None:
 
 
 class _Judges:
-    """One judge object per judge spec for the whole run, so its cache and usage counters are shared."""
+    """One judge object per judge spec for the whole run (its cache, connection and probe result are
+    shared); each suite gets its own session of it: usage counted per suite, `judge_budget_s` each."""
 
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
@@ -97,7 +99,7 @@ class _Judges:
             self._built[name] = build_judge(name, base_url=cfg.judge_base_url, cache_dir=cfg.judge_cache,
                                             max_concurrency=cfg.judge_concurrency, retry=cfg.judge_retry,
                                             timeout=cfg.judge_timeout)
-        return self._built[name]
+        return suite_session(self._built[name], self.cfg.judge_budget_s)
 
 
 def run_suite_guarded(name: str, cfg: RunConfig, model: Any, judges: _Judges, out: Path, dist: Dist) -> dict | None:

@@ -45,6 +45,12 @@ def _failures(data: SuiteData, result: ScoreResult | None) -> list[dict[str, str
     return [{"uid": u, "reason": r} for u, r in seen.items()]
 
 
+def _judge_notes(judge: Any) -> list[str]:
+    """The judge session's own account of its failures (the counters scores.json reports)."""
+    notes = getattr(judge, "notes", None)
+    return list(notes()) if callable(notes) else []
+
+
 def resolve_categories(spec: SuiteSpec, metrics: dict[str, Any]) -> dict[str, list[str]]:
     """Category lists from the suite YAML: names, `prefix*` patterns, or `"*"` (every other number)."""
     numeric = [m for m, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
@@ -99,7 +105,7 @@ def score_suite(spec: SuiteSpec, data: SuiteData, predictions: pd.DataFrame, out
         "categories": resolve_categories(spec, result.metrics) if result else {},
         "n": len(data.table) + len(data.problems),
         "n_failed": len(failures), "failures": failures,
-        "notes": notes + (result.notes if result else [])
+        "notes": notes + (result.notes if result else []) + _judge_notes(judge)
         + ([f"{spec.name}: cannot be scored: {error}"] if error else []),
         "scoring_s": round(time.perf_counter() - started, 3),
         **extra,

@@ -15,7 +15,7 @@ import pandas as pd
 from vita_eval.registry import register
 from vita_eval.scorers.base import ScoreResult
 from vita_eval.scorers.judge_prompts import mathvista_prompt
-from vita_eval.scorers.judging import RISING_TEMPERATURES, first_accepted, usable_judge
+from vita_eval.scorers.judging import RISING_TEMPERATURES, first_accepted, judge_map, usable_judge
 from vita_eval.scorers.matching import can_infer
 from vita_eval.scorers.predictions import NA_STRINGS, align, prediction_text, reject_rows
 from vita_eval.scorers.profiles import Profile, resolve_profile
@@ -108,7 +108,8 @@ class MathVistaScorer:
         if empty:
             notes.append(f"MathVista: {len(empty)} rows have an empty answer cell and count as wrong "
                          f"(as in VLMEvalKit): index {', '.join(empty[:10])}")
-        records = [self._score_row(row, active, profile) for _, row in rows.iterrows()]
+        items = [row for _, row in rows.iterrows()]  # rows are independent: judged concurrently
+        records = judge_map(active, lambda row: self._score_row(row, active, profile), items)
         per_sample = pd.DataFrame(
             records, columns=["uid", "cluster", "task", "skills", "prefetch", "log", "res", "hit"]
         )

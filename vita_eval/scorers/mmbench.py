@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ import pandas as pd
 from vita_eval.registry import register
 from vita_eval.scorers.base import ScoreResult
 from vita_eval.scorers.judge_prompts import mcq_prompt
-from vita_eval.scorers.judging import MCQ_TEMPERATURES, first_accepted, usable_judge
+from vita_eval.scorers.judging import MCQ_TEMPERATURES, first_accepted, judge_map, usable_judge
 from vita_eval.scorers.matching import can_infer
 from vita_eval.scorers.predictions import align, index_key, prediction_text, reject_rows
 from vita_eval.scorers.profiles import Profile, resolve_profile
@@ -42,15 +42,33 @@ def row_choices(row: pd.Series) -> dict[str, Any]:
 
 @dataclass
 class OptionExtractor:
-    """`extract_answer_from_item`: rule match, else up to 3 judge tries, else a (seeded) random letter."""
+    """`extract_answer_from_item`: rule match, else up to 3 judge tries, else a (seeded) random letter.
+
+    `judge_ahead` asks the judge for items the sequential pass will certainly ask about,
+    concurrently; the pass then reuses those answers, so results (and the order of the
+    seeded random fallbacks) are those of the plain sequential loop.
+    """
 
     generation: int
     judge: Any | None
     rng: random.Random
     random_fallbacks: int = 0
+    judged: dict[str, str | None] = field(default_factory=dict)  # prompt -> judge letter, asked ahead
 
     def match(self, prediction: str, choices: dict[str, Any]) -> str | None:
         return can_infer(prediction, choices, self.generation) or None
+
+    def _judge(self, question: Any, choices: dict[str, Any], prediction: str) -> str | None:
+        prompt = mcq_prompt(question, choices, prediction)
+        if prompt in self.judged:
+            return self.judged[prompt]
+        return first_accepted(self.judge, prompt, MCQ_TEMPERATURES, lambda reply: self.match(reply, choices))
+
+    def judge_ahead(self, items: list[tuple[Any, dict[str, Any], str]]) -> None:
+        """Judge (question, choices, prediction) items concurrently, up to the judge's limit."""
+        items = [item for item in items if self.judge is not None and self.match(item[2], item[1]) is None]
+        letters = judge_map(self.judge, lambda item: self._judge(*item), items)
+        self.judged.update({mcq_prompt(*item): letter for item, letter in zip(items, letters)})
 
     def __call__(self, question: Any, choices: dict[str, Any], prediction: str) -> str:
         matched = self.match(prediction, choices)
@@ -58,8 +76,7 @@ class OptionExtractor:
             return matched
         if self.judge is None:
             return "Z"  # "Failed in Prefetch, no GPT-based answer matching under `exact_matching` policy."
-        prompt = mcq_prompt(question, choices, prediction)
-        judged = first_accepted(self.judge, prompt, MCQ_TEMPERATURES, lambda reply: self.match(reply, choices))
+        judged = self._judge(question, choices, prediction)
         if judged is not None:
             return judged
         self.random_fallbacks += 1
@@ -93,15 +110,32 @@ def _lower_columns(table: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns={c: c if c in string.ascii_uppercase else c.lower() for c in table.columns})
 
 
-def _group_hit(copies: pd.DataFrame, extract: OptionExtractor) -> tuple[int, str]:
-    """`prefetch_circular_group` then `eval_circular_group`: hit and how it was decided."""
+def _prefetch(copies: pd.DataFrame, extract: OptionExtractor) -> tuple[list[pd.Series], list, list, str | None]:
+    """`prefetch_circular_group`: (rows, rule letters, truths, decision or None when the judge must decide)."""
     items = [row for _, row in copies.iterrows()]
     prefetched = [extract.match(prediction_text(r["prediction"]), row_choices(r)) for r in items]
     truths = [r["answer"] for r in items]
     if any(p is not None and p != gt for p, gt in zip(prefetched, truths)):
-        return 0, "prefetch"
+        return items, prefetched, truths, "wrong"
     if all(p == gt for p, gt in zip(prefetched, truths)):
-        return 1, "prefetch"
+        return items, prefetched, truths, "right"
+    return items, prefetched, truths, None
+
+
+def _first_to_judge(copies: pd.DataFrame, extract: OptionExtractor) -> tuple[Any, dict[str, Any], str] | None:
+    """The first copy `eval_circular_group` will certainly send to the judge, as a judge item."""
+    items, prefetched, _, decided = _prefetch(copies, extract)
+    if decided is not None or extract.judge is None:
+        return None
+    row = next(r for r, p in zip(items, prefetched) if p is None)
+    return row["question"], row_choices(row), prediction_text(row["prediction"])
+
+
+def _group_hit(copies: pd.DataFrame, extract: OptionExtractor) -> tuple[int, str]:
+    """`prefetch_circular_group` then `eval_circular_group`: hit and how it was decided."""
+    items, prefetched, truths, decided = _prefetch(copies, extract)
+    if decided is not None:
+        return int(decided == "right"), "prefetch"
     if extract.judge is None:
         return 0, "unresolved"
     for row, p, gt in zip(items, prefetched, truths):
@@ -177,7 +211,9 @@ class MMBenchScorer:
             {"uid": str(i), "reason": "circular group has no copy-0 prediction"}
             for i in rows.loc[~rows["g_index"].isin(main["index"]), "index"]
         ]
-        decided = [_group_hit(rows[rows["g_index"] == g], extract) for g in main["index"]]
+        groups = [rows[rows["g_index"] == g] for g in main["index"]]
+        extract.judge_ahead([item for item in (_first_to_judge(g, extract) for g in groups) if item is not None])
+        decided = [_group_hit(g, extract) for g in groups]
         per_sample = pd.DataFrame(
             {
                 "uid": main["index"].astype(str),
@@ -191,7 +227,9 @@ class MMBenchScorer:
 
     def _vanilla(self, rows: pd.DataFrame, extract: OptionExtractor) -> pd.DataFrame:
         """`mcq_vanilla_eval`: each row on its own (datasets outside the circular keywords)."""
-        options = [extract(r["question"], row_choices(r), prediction_text(r["prediction"])) for _, r in rows.iterrows()]
+        items = [(r["question"], row_choices(r), prediction_text(r["prediction"])) for _, r in rows.iterrows()]
+        extract.judge_ahead(items)
+        options = [extract(*item) for item in items]
         per_sample = pd.DataFrame(
             {
                 "uid": rows["index"].astype(str),

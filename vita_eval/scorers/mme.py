@@ -10,7 +10,7 @@ import pandas as pd
 from vita_eval.registry import register
 from vita_eval.scorers.base import ScoreResult
 from vita_eval.scorers.judge_prompts import yorn_prompt
-from vita_eval.scorers.judging import RISING_TEMPERATURES, first_accepted, usable_judge
+from vita_eval.scorers.judging import RISING_TEMPERATURES, first_accepted, judge_map, usable_judge
 from vita_eval.scorers.predictions import align, empty_answer, prediction_text
 from vita_eval.scorers.profiles import Profile, resolve_profile
 from vita_eval.scorers.yorn import extract_yes_no
@@ -64,11 +64,12 @@ class MMEScorer:
         preds = [prediction_text(p) for p in rows["prediction"]]
         extracted = [extract_yes_no(p, period_lookbehind=profile.period_lookbehind) for p in preds]
         unknown = sum(e == "Unknown" for e in extracted)
-        if active is not None:
-            extracted = [
-                _judge_yes_no(active, q, p, profile) if e == "Unknown" else e
-                for q, p, e in zip(rows["question"], preds, extracted)
-            ]
+        if active is not None:  # each Unknown row on its own, concurrently up to the judge's limit
+            questions = list(rows["question"])
+            todo = [i for i, e in enumerate(extracted) if e == "Unknown"]
+            judged = judge_map(active, lambda i: _judge_yes_no(active, questions[i], preds[i], profile), todo)
+            for i, answer in zip(todo, judged):
+                extracted[i] = answer
         per_sample = pd.DataFrame(
             {
                 "uid": rows["index"].astype(str),

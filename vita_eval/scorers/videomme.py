@@ -192,6 +192,10 @@ class VideoMMEScorer:
         active, notes = usable_judge(judge, "Video-MME")
         extract = OptionExtractor(profile.matcher_generation, active, random.Random(profile.mcq_random_seed))
         extracted = [extract_characters_regex(p) for p in preds]
+        if profile.videomme_unparsed_score >= 0:  # every unparsed row with options goes to the judge
+            extract.judge_ahead([(row["question"], question_options(row["question"]), p)
+                                 for (_, row), p, e in zip(rows.iterrows(), preds, extracted)
+                                 if not e and question_options(row["question"])])
         scores = [
             self._unparsed_score(row, p, extract, profile) if not e else int(e == row["answer"])
             for (_, row), p, e in zip(rows.iterrows(), preds, extracted)
