@@ -87,7 +87,7 @@ def test_hanging_judge_costs_one_budget_per_suite(scripted: Callable[..., Any], 
 def test_scorers_call_the_judge_concurrently_with_the_same_result(scripted: Callable[..., Any],
                                                                   tmp_path: Path) -> None:
     data, preds = _mme_unknowns()
-    script = scripted([], default=("sleep", 0.2))
+    script = scripted([], default=("sleep", 0.1))
     parallel = make_judge(script.base_url, tmp_path / "a", max_concurrency=4).session(None)
     a = get_scorer("mme").score(data, preds, profile=TOLERANT, judge=parallel)
     assert 2 <= script.max_in_flight <= 4
