@@ -1,6 +1,6 @@
 """On-disk judge cache and the caching base class every judge builds on.
 
-Why one file per key (JSON, written to a temp file then ``os.replace``d) and
+Why one file per key (JSON, written by `vita_eval.fsio`: temp file, fsync, ``os.replace``) and
 not sqlite3 in WAL mode: WAL needs shared memory and is documented as unsafe
 on network filesystems, and ``~/.cache`` sits on NFS on many clusters. A
 rename within one directory is atomic on POSIX and on NFS, so concurrent
@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from vita_eval import fsio
 from vita_eval.judges.base import JudgeStats
 
 log = logging.getLogger(__name__)
@@ -72,18 +72,9 @@ class JudgeCache:
 
     def put(self, key: str, gen: Generation, meta: dict[str, Any]) -> None:
         """Write atomically: a reader sees the old state or the whole new entry."""
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         entry = {**meta, "text": gen.text, "prompt_tokens": gen.prompt_tokens,
                  "completion_tokens": gen.completion_tokens}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(entry, fh, ensure_ascii=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        fsio.write_text(self._path(key), json.dumps(entry, ensure_ascii=False))
 
 
 class CachedJudge(ABC):
