@@ -101,7 +101,8 @@ class CachedJudge(ABC):
         """This judge for one suite: the same endpoint, model and cache, its own counters and time budget.
 
         Usage is then reported per suite (not summed over the run), and a judge that hangs costs a
-        suite at most `budget_s` seconds: after that no prompt is sent and each counts as a failure.
+        suite at most `budget_s` seconds: after that no prompt is sent and each counts as a failure
+        (an in-process judge finishes the generation it is in).
         """
         view = copy.copy(self)
         view.stats = JudgeStats()

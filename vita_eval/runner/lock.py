@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import sys
 import time
 from pathlib import Path
 
 LOCK_NAME = ".lock"
+log = logging.getLogger(__name__)
 
 
 class RunDirBusy(SystemExit):
@@ -56,6 +58,8 @@ def lock_run_dir(run_dir: Path) -> RunDirLock:
         os.close(fd)
         raise RunDirBusy(f"{run_dir} is in use by another vita-eval process ({holder}); "
                          "wait for it to finish or choose another --out") from None
+    except OSError as exc:  # a filesystem without locks (ENOLCK on some network mounts): go on, loudly
+        log.warning("%s: cannot lock the run directory (%s); make sure no other run uses it", run_dir, exc)
     # who holds it, for the message a second process prints (informational: the flock is the lock)
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps({"pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%S"),
