@@ -35,8 +35,7 @@ class RunDirLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
+            os.close(self._fd)  # closing the only descriptor of the open file drops its flock
             self._fd = None
 
     def __enter__(self) -> "RunDirLock":
