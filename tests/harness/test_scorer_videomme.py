@@ -122,6 +122,7 @@ def test_july2024_answer_quoting_an_option_text(tmp_path, profile, score):
     assert loaded["question"].tolist() == ["What colour is the car?"]
     result = get_scorer("videomme").score(loaded, preds, profile=profile, judge=None)
     assert result.per_sample["score"].tolist() == [score]
+    assert score < 0 or any("1 matched against the options their `question` lists" in n for n in result.notes)
     # HEAD layout (question without options): nothing to match, Z, 0
     head = loaded.copy()
     head.attrs = {}

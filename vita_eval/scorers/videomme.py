@@ -208,10 +208,7 @@ class VideoMMEScorer:
         if profile.videomme_label_indexed:
             scores = self._by_label(list(data["index"]), list(rows["index"]), scores)
         per_sample = pd.DataFrame({**base, "parser": "vlmevalkit", "extracted": extracted, "score": scores})
-        unparsed = extracted.count("")
-        if unparsed:
-            rule = "excluded (-1)" if profile.videomme_unparsed_score < 0 else "scored 0"
-            notes.append(f"Video-MME: {unparsed} predictions unparsed, {rule} under {profile.name}")
+        notes += self._unparsed_notes(questions, extracted, profile)
         nan_preds = preds.count("nan")
         if nan_preds and profile.videomme_unparsed_score < 0:
             notes.append(
@@ -221,6 +218,21 @@ class VideoMMEScorer:
             notes.append(f"MCQ random fallback fired {extract.random_fallbacks} times (seed {profile.mcq_random_seed})")
         printed = self.rating(per_sample, profile.videomme_rating_format)
         return ScoreResult.of(per_sample, self.aggregate(per_sample), failures, notes, judge, printed)
+
+    @staticmethod
+    def _unparsed_notes(questions: list[str], extracted: list[str], profile: Profile) -> list[str]:
+        """How the predictions without a letter were scored (VITA-2024: -1; later: extract_option)."""
+        unparsed = extracted.count("")
+        if not unparsed:
+            return []
+        if profile.videomme_unparsed_score < 0:
+            return [f"Video-MME: {unparsed} predictions unparsed, excluded (-1) under {profile.name}"]
+        listed = sum(1 for q, e in zip(questions, extracted) if not e and question_options(q))
+        if not listed:
+            return [f"Video-MME: {unparsed} predictions unparsed, scored 0 under {profile.name}"]
+        return [f"Video-MME: {unparsed} predictions unparsed under {profile.name}: {listed} matched against the "
+                "options their `question` lists (July-2024 layout; VLMEvalKit's extract_option + can_infer), "
+                f"{unparsed - listed} scored 0"]
 
     @staticmethod
     def _unparsed_score(question: str, answer: Any, prediction: str, extract: OptionExtractor, profile: Profile) -> int:
