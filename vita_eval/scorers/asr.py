@@ -25,7 +25,7 @@ from vita_eval.types import SuiteError
 METRIC_BY_LANGUAGE = {"en": "wer", "zh": "cer"}
 
 
-def error_counts(references: list[list[str]], hypotheses: list[list[str]]) -> pd.DataFrame:
+def jiwer_error_counts(references: list[list[str]], hypotheses: list[list[str]]) -> pd.DataFrame:
     """Per-utterance S, D, I, N (N = reference tokens) from one jiwer alignment of the whole set."""
     if not references:
         return pd.DataFrame(columns=["S", "D", "I", "N"])
@@ -91,7 +91,7 @@ def wenet_error_counts(references: list[list[str]], hypotheses: list[list[str]])
     return pd.DataFrame(rows, columns=["S", "D", "I", "N"])
 
 
-ALIGNERS = {"wenet": wenet_error_counts, "whisper": error_counts}
+ALIGNERS = {"wenet": wenet_error_counts, "whisper": jiwer_error_counts}
 
 
 def _check_languages(rows: pd.DataFrame) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -151,7 +152,7 @@ def dimension_means(per_sample: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return means
 
 
-def _map_leaves(tree: dict[str, Any], fn: Any) -> dict[str, Any]:
+def _map_leaves(tree: dict[str, Any], fn: Callable[[float], str]) -> dict[str, Any]:
     return {k: _map_leaves(v, fn) if isinstance(v, dict) else fn(v) for k, v in tree.items()}
 
 
