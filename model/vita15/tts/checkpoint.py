@@ -1,7 +1,8 @@
 """Read and write ``vita_tts_ckpt/{decoder,codec}/{model.json,final.pt}``.
 
 Loading is strict (unlike upstream, which silently keeps random weights for missing keys): any
-missing, unexpected or mis-shaped tensor raises :class:`TTSCheckpointError` naming file and key.
+missing, unexpected or mis-shaped tensor raises :class:`TTSCheckpointError` naming file and key. The one
+section inference can do without is the codec's ``encoder``: it is then reported and left absent.
 """
 
 from __future__ import annotations
