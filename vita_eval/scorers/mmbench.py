@@ -20,7 +20,7 @@ from vita_eval.registry import register
 from vita_eval.scorers.base import ScoreResult
 from vita_eval.scorers.judge_prompts import mcq_prompt
 from vita_eval.scorers.judging import MCQ_TEMPERATURES, first_accepted, judge_map, usable_judge
-from vita_eval.scorers.matching import can_infer
+from vita_eval.scorers.matching import API_FAILURE, can_infer, can_infer_in_place
 from vita_eval.scorers.predictions import align, index_key, prediction_text, reject_rows
 from vita_eval.scorers.profiles import Profile, resolve_profile
 
@@ -59,10 +59,19 @@ class OptionExtractor:
         return can_infer(prediction, choices, self.generation) or None
 
     def _judge(self, question: Any, choices: dict[str, Any], prediction: str) -> str | None:
-        prompt = mcq_prompt(question, choices, prediction)
+        """The judge's letter (None when every try failed), each reply matched as upstream matches it."""
+        prompt = mcq_prompt(question, choices, prediction)  # upstream builds option_str before matching
         if prompt in self.judged:
             return self.judged[prompt]
-        return first_accepted(self.judge, prompt, MCQ_TEMPERATURES, lambda reply: self.match(reply, choices))
+        working = dict(choices)  # the one dict upstream matches the prediction and every judge reply against
+        can_infer_in_place(prediction, working, self.generation)
+
+        def match_reply(reply: str) -> str | None:
+            if API_FAILURE in reply:  # a failed reply is not matched upstream
+                return None
+            return can_infer_in_place(reply, working, self.generation) or None
+
+        return first_accepted(self.judge, prompt, MCQ_TEMPERATURES, match_reply)
 
     def judge_ahead(self, items: list[tuple[Any, dict[str, Any], str]]) -> None:
         """Judge (question, choices, prediction) items concurrently, up to the judge's limit."""
@@ -159,6 +168,7 @@ class MMBenchScorer:
     """MMBench CircularEval: VLMEvalKit's option matcher (three generations), judge fallback, L2 categories."""
 
     name = "mmbench"
+    data_columns = ("index", "question", "A", "B")  # what `score` reads from the dataset rows
 
     def score(
         self,
