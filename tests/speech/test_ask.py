@@ -25,7 +25,7 @@ def _ordered(timings: dict) -> None:
 
 def test_ask_on_an_image_streams_the_answer_and_prints_timings(tts_ckpt, scene_png, capsys) -> None:
     main(["ask", "--model", str(tts_ckpt), "--image", str(scene_png), "--question", "What is it?", "--device", "cpu",
-          "--max-new-tokens", "5"])
+          "--max-new-tokens", "6"])
     out = capsys.readouterr().out.splitlines()
     assert out[-1].startswith("first text token ") and " · total " in out[-1] and "prompt " in out[-1]
     record = _ask(capsys, "--model", str(tts_ckpt), "--image", str(scene_png), "--question", "What is it?")
