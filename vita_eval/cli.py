@@ -247,6 +247,26 @@ def _add_speech(sub: argparse._SubParsersAction) -> None:
 
     p.set_defaults(fn=run_ask)
 
+    p = sub.add_parser("latency", help="time spoken questions (with and without an image) on the streaming path")
+    p.add_argument("--model", required=True, help="checkpoint directory with vita_tts_ckpt/, or builtin:tiny")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16", "auto"], default="auto")
+    p.add_argument("--requests", type=int, default=10, help="timed requests per scenario and policy")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--question-seconds", type=float, default=5.0)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--policies", nargs="+", default=["reference", "server", "fast"],
+                   choices=["reference", "server", "fast"])
+    p.add_argument("--scenarios", nargs="+", default=["speech", "speech+image6", "speech+image1"])
+    p.add_argument("--out", default="outputs/latency")
+
+    def run_latency(args: argparse.Namespace) -> None:
+        from vita_eval.speech.latency import latency_command
+
+        latency_command(args)
+
+    p.set_defaults(fn=run_latency)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vita-eval", description=__doc__.splitlines()[0])

@@ -52,6 +52,7 @@ class Clock:
         self.stages: dict[str, float] = defaultdict(float)
         self.events: dict[str, float] = {}
         self.counts: dict[str, int] = defaultdict(int)  # e.g. codes produced by the speech decoder
+        self.snapshots: dict[str, dict[str, float]] = {}  # stage totals at an event (where the wait went)
 
     def _sync(self) -> None:
         if self.cuda:
@@ -75,8 +76,11 @@ class Clock:
             self.stages[name] += time.perf_counter() - begin
 
     def mark(self, event: str) -> float:
-        """Record `event` the first time only; returns its time."""
-        return self.events.setdefault(event, self.now())
+        """Record `event` the first time only (with the stage totals at that moment); returns its time."""
+        if event not in self.events:
+            self.events[event] = self.now()
+            self.snapshots[event] = dict(self.stages)
+        return self.events[event]
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,7 @@ class Timings:
     chunks: list[AudioChunk] = field(default_factory=list)
     sample_rate: int = 24000
     counts: dict[str, int] = field(default_factory=dict)
+    at_first_audio: dict[str, float] = field(default_factory=dict)  # stage totals when the first chunk left
 
     @property
     def audio_s(self) -> float:
@@ -166,6 +171,7 @@ class Timings:
                 "events": {k: round(v, 6) for k, v in self.events.items()},
                 "audio_s": round(self.audio_s, 4), "rtf": None if self.rtf is None else round(self.rtf, 4),
                 "stall_s": round(self.stall_s, 4), "n_chunks": len(self.chunks), "counts": dict(self.counts),
+                "at_first_audio": {k: round(v, 6) for k, v in self.at_first_audio.items()},
                 "chunks": [asdict(c) | {"t": round(c.t, 6)} for c in self.chunks]}
 
 
@@ -376,7 +382,8 @@ class StreamingAnswerer:
         clock.mark("done")
         gen = engine._finish(tokens, len(embeds[0]), [], tuple(stop))
         timings = Timings(dict(clock.stages), dict(clock.events), state.chunks,
-                          self.speaker.sample_rate if self.speaker else 24000, dict(clock.counts))
+                          self.speaker.sample_rate if self.speaker else 24000, dict(clock.counts),
+                          clock.snapshots.get("first_audio", {}))
         wave = np.concatenate(state.pieces) if state.pieces else (np.zeros(0, np.float32) if self.speaker else None)
         return Answer(prepared.prompt, gen.raw, gen.answer, gen.n_prompt_tokens, gen.n_new_tokens, timings,
                       state.segments, wave)
