@@ -236,7 +236,7 @@ def _add_speech(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16", "auto"], default="auto")
     p.add_argument("--max-new-tokens", type=int, default=1024)
     p.add_argument("--speak", metavar="OUT.wav", help="also speak the answer (24 kHz WAV)")
-    p.add_argument("--speech-policy", choices=["reference", "server", "fast"], default="reference")
+    p.add_argument("--speech-policy", choices=["reference", "server", "fast", "fast-nograph"], default="reference")
     p.add_argument("--seed", type=int, default=0, help="speech-decoder sampling seed")
     p.add_argument("--json", action="store_true", help="print one JSON record instead of the stream")
 
@@ -255,8 +255,10 @@ def _add_speech(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--question-seconds", type=float, default=5.0)
     p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--codes-per-token", type=int, default=10,
+                   help="speech length per text token (random weights never stop by themselves)")
     p.add_argument("--policies", nargs="+", default=["reference", "server", "fast"],
-                   choices=["reference", "server", "fast"])
+                   choices=["reference", "server", "fast", "fast-nograph"])
     p.add_argument("--scenarios", nargs="+", default=["speech", "speech+image6", "speech+image1"])
     p.add_argument("--out", default="outputs/latency")
 

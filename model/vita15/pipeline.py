@@ -23,7 +23,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +116,7 @@ POLICIES: dict[str, SpeechPolicy] = {
     "fast": SpeechPolicy("fast", first_segment_tokens=4, first_sentence_chunk=20, first_sentence_threshold=0.1,
                          threshold=0.015, first_window_chunk=10, first_window_threshold=math.inf, fast_decoder=True),
 }
+POLICIES["fast-nograph"] = replace(POLICIES["fast"], name="fast-nograph", fast_decoder=False)  # the graph's share
 
 
 def get_policy(name: str) -> SpeechPolicy:

@@ -15,7 +15,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -142,7 +142,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
              f"Command: `{meta['command']}`", "",
              f"Device {meta['device']} ({meta['device_name']}), {meta['dtype']}, torch {meta['torch']}; "
              f"{meta['requests']} timed requests per row after {meta['warmup']} warm-up; spoken questions of "
-             f"{meta['question_s']} s; answers capped at {meta['max_new_tokens']} tokens.", "",
+             f"{meta['question_s']} s; answers capped at {meta['max_new_tokens']} tokens, speech at "
+             f"{meta['codes_per_token']} codes (x 25 ms) per text token.", "",
              "| scenario | policy | prompt tokens | first text token p50/p90/p99 (ms) | first audio chunk p50/p90/p99 "
              "(ms) | last chunk p50 (ms) | audio RTF p50 | stalls (s, mean) | in order |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -153,6 +154,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                      f"{trio('first_audio_s')} | {_ms(r['last_audio_s']['p50'])} | "
                      f"{'—' if rtf is None else f'{rtf:.3f}'} | {r['stall_s_mean']:.2f} | "
                      f"{'yes' if r['all_ordered'] else 'NO'} |")
+    if meta.get("speech_decoder"):
+        lines += ["", "Speech-decoder AR loop: " + ", ".join(f"{k}: {v}" for k, v in meta["speech_decoder"].items())]
     stages = [s for s in ("prepare", "image_encoder", "audio_encoder", "prefill", "first_text_chunk", "decode",
                           "speech_decoder", "codec") if any(s in r["to_first_audio_mean"] for r in rows)]
     lines += ["", "Where the wait for the first audio chunk goes (mean ms per stage, up to that chunk):", "",
@@ -180,6 +183,7 @@ def _device_name(device: str) -> str:
 
 def run_latency(model: str, *, device: str = "auto", dtype: str = "auto", requests: int = 10, warmup: int = 1,
                 question_s: float = 5.0, max_new_tokens: int = 32, policies: Sequence[str] = ("reference", "fast"),
+                codes_per_token: int | None = 10,
                 scenarios: Sequence[str] = tuple(SCENARIOS), out: Path = Path("outputs/latency"),
                 command: str = "") -> list[dict[str, Any]]:
     """Run the matrix, writing latency.jsonl as it goes, then summary.json and latency.md; returns the summary."""
@@ -192,7 +196,9 @@ def run_latency(model: str, *, device: str = "auto", dtype: str = "auto", reques
     for name in scenarios:
         if name not in SCENARIOS:
             raise SystemExit(f"vita-eval latency: unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
-    specs = [get_policy(p) for p in policies]
+    # random weights never emit EOS: speech length is set per text token (10 codes = 0.25 s, about natural speech)
+    specs = [replace(get_policy(p), max_codes_per_token=codes_per_token or get_policy(p).max_codes_per_token)
+             for p in policies]
     path = resolve_model_path(model)
     device = pick_device(device)
     dtype = pick_dtype(dtype, device)
@@ -202,10 +208,12 @@ def run_latency(model: str, *, device: str = "auto", dtype: str = "auto", reques
     image = scene_image()
     writer = _Appender(Path(out) / "latency.jsonl")
     records: list[dict[str, Any]] = []
+    decoder_modes: dict[str, str] = {}
     load_s = time.perf_counter() - started
     try:
         for policy in specs:
-            answerer = StreamingAnswerer(engine, Speaker.load(path, engine, policy))
+            speaker = Speaker.load(path, engine, policy)
+            answerer = StreamingAnswerer(engine, speaker)
             for scenario in (SCENARIOS[s] for s in scenarios):
                 for i, wave in enumerate(questions):
                     query = DemoQuery(text="", images=[image] if scenario.image else [], audio=wave,
@@ -216,6 +224,7 @@ def run_latency(model: str, *, device: str = "auto", dtype: str = "auto", reques
                     record = request_record(scenario, policy.name, i - warmup, question_s, result)
                     records.append(record)
                     writer.write(record)
+                decoder_modes[policy.name] = getattr(speaker.decoder, "mode", "reference")
                 print(f"{policy.name:10s} {scenario.name:14s} first audio p50 "
                       f"{_ms(percentiles([r['first_audio_s'] for r in records if r['policy'] == policy.name and r['scenario'] == scenario.name])['p50'])} ms",  # noqa: E501
                       file=sys.stderr, flush=True)
@@ -225,7 +234,9 @@ def run_latency(model: str, *, device: str = "auto", dtype: str = "auto", reques
     meta = {"model": str(path), "command": command, "device": device, "device_name": _device_name(device),
             "dtype": dtype, "torch": torch.__version__, "requests": requests, "warmup": warmup,
             "question_s": question_s, "max_new_tokens": max_new_tokens, "load_s": round(load_s, 2),
-            "policies": {p.name: p.as_dict() for p in specs}, "wall_s": round(time.perf_counter() - started, 2)}
+            "codes_per_token": specs[0].max_codes_per_token if specs else None,
+            "policies": {p.name: p.as_dict() for p in specs}, "speech_decoder": decoder_modes,
+            "wall_s": round(time.perf_counter() - started, 2)}
     fsio.write_json(Path(out) / "summary.json", {"meta": meta, "rows": rows})
     fsio.write_text(Path(out) / "latency.md", markdown(rows, meta))
     return rows
@@ -240,9 +251,11 @@ def latency_command(args: Any) -> None:
     command = shlex.join(["vita-eval", "latency", "--model", args.model, "--device", args.device, "--dtype", args.dtype,
                           "--requests", str(args.requests), "--warmup", str(args.warmup), "--question-seconds",
                           str(args.question_seconds), "--max-new-tokens", str(args.max_new_tokens),
+                          "--codes-per-token", str(args.codes_per_token),
                           "--policies", *args.policies, "--scenarios", *args.scenarios, "--out", str(args.out)])
     rows = run_latency(args.model, device=args.device, dtype=args.dtype, requests=args.requests, warmup=args.warmup,
                        question_s=args.question_seconds, max_new_tokens=args.max_new_tokens, policies=args.policies,
+                       codes_per_token=args.codes_per_token,
                        scenarios=args.scenarios, out=Path(args.out), command=command)
     print((Path(args.out) / "latency.md").read_text(encoding="utf-8"))
     if not all(r["all_ordered"] for r in rows):

@@ -47,6 +47,7 @@ class FastDecoder:
         self.logits: torch.Tensor | None = None
         self.use_graph = self.device.type == "cuda" if cuda_graph is None else cuda_graph
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.mode = "cuda-graph" if self.use_graph else "static-kv"  # what actually ran (capture may fail)
 
     @property
     def cfg(self):
@@ -79,7 +80,11 @@ class FastDecoder:
         if not self.use_graph:
             return self._step()
         if self.graph is None:  # the warm-up steps write the same slot the replay writes: harmless
-            self._capture()
+            try:
+                self._capture()
+            except RuntimeError as exc:  # an uncapturable kernel: keep the static cache, say why
+                self.use_graph, self.graph, self.mode = False, None, f"static-kv (capture failed: {exc})"
+                return self._step()
         self.graph.replay()
         return self.logits
 
