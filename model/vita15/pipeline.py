@@ -313,9 +313,13 @@ class Segmenter:
         pending = text[self.cut:]
         return self._take(pending) if pending.strip() else None
 
-    def _take(self, segment: str) -> str:
+    def _take(self, segment: str) -> str | None:
+        """Hand out a segment; one with nothing to say (punctuation only) is passed over, uncounted,
+        so the short first-segment budget still applies to the first words."""
         self.cut += len(segment)
         self.tokens = 0
+        if not any(ch.isalnum() for ch in segment):
+            return None
         self.n_segments += 1
         return segment
 

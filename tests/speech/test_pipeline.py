@@ -31,7 +31,21 @@ def test_speech_streams_in_order_and_every_stage_is_timed(engine, tts_ckpt, scen
     assert times == sorted(times) and times[0] == e["first_audio"] and times[-1] == e["last_audio"]
     assert [c.sentence for c in t.chunks] == sorted(c.sentence for c in t.chunks)
     assert "".join(texts) == display_text(engine.tokenizer, engine.tokenizer.encode(result.raw))
-    assert len(result.segments) >= 2 and "".join(result.segments) == "".join(texts)  # everything shown is spoken
+    words = lambda text: [ch for ch in text if ch.isalnum()]  # noqa: E731 (punctuation-only pieces are not spoken)
+    assert len(result.segments) >= 2 and words("".join(result.segments)) == words("".join(texts))
     assert e["first_text_chunk"] < e["done"] - t.stages["decode"]  # the first segment left before decoding ended
     assert np.array_equal(result.wave, np.concatenate(pieces))
     assert len(result.wave) == 600 * t.counts["codes"] and t.rtf is not None and t.audio_s > 0
+
+
+def test_segments_close_at_punctuation_or_the_token_budget_and_skip_empty_pieces() -> None:
+    from vita15.pipeline import Segmenter
+
+    seg = Segmenter(POLICIES["fast"])  # first segment after 4 tokens, later ones after 48
+    assert seg.feed("!") is None and seg.n_segments == 0  # punctuation only: passed over, budget kept
+    text = "! Hello"
+    assert [seg.feed(text) for _ in range(3)] == [None, None, None]
+    assert seg.feed(text + " there") == " Hello there" and seg.n_segments == 1
+    assert seg.feed(text + " there, friend") is None and seg.n_segments == 1  # the lone "," is passed over
+    seg2 = Segmenter(POLICIES["reference"])
+    assert seg2.feed("Yes, it") == "Yes," and seg2.flush("Yes, it is red") == " it is red"
