@@ -48,12 +48,17 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def cmd_score(args: argparse.Namespace) -> None:
     from vita_eval.runner.rescore import rescore
+    from vita_eval.types import SuiteError
 
-    scores = rescore(args.suite, Path(args.data), Path(args.predictions), profile=args.profile, judge=args.judge,
-                     judge_base_url=args.judge_base_url, out=Path(args.out), asr_normalizer=args.asr_normalizer,
-                     judge_cache=args.judge_cache)
-    print(json.dumps({k: scores[k] for k in ("suite", "profile", "metrics", "n", "n_failed")}, indent=2,
-                     ensure_ascii=False, default=str))
+    data = Path(args.data) if args.data else None
+    try:
+        scores = rescore(args.suite, data, Path(args.predictions), profile=args.profile, judge=args.judge,
+                         judge_base_url=args.judge_base_url, out=Path(args.out), asr_normalizer=args.asr_normalizer,
+                         judge_cache=args.judge_cache)
+    except SuiteError as exc:
+        raise SystemExit(f"vita-eval score: {exc}") from exc
+    shown = ("suite", "profile", "metrics", "printed", "n", "n_failed")
+    print(json.dumps({k: scores[k] for k in shown if k in scores}, indent=2, ensure_ascii=False, default=str))
 
 
 def cmd_data(args: argparse.Namespace) -> None:
@@ -151,7 +156,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 def _add_score(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="score a prediction file (ours or VLMEvalKit's .xlsx/.tsv)")
     p.add_argument("--suite", required=True)
-    p.add_argument("--data", required=True, help="the suite's data file or folder")
+    p.add_argument("--data", help="the suite's data file or folder (optional when the prediction .xlsx/.tsv "
+                                   "carries every dataset column the scorer reads, as VLMEvalKit's files do)")
     p.add_argument("--predictions", required=True)
     p.add_argument("--profile", default="vlmevalkit-2026.08")
     p.add_argument("--judge", default="none")

@@ -31,7 +31,7 @@ from vita_eval.reports.stats import (
     paired_diffs,
     percentile_ci,
 )
-from vita_eval.scorers.base import get_scorer
+from vita_eval.scorers.base import flat_metrics, get_scorer
 
 
 class _Bootstraps:
@@ -54,9 +54,10 @@ def resolve_aggregate(scorer: str | None) -> tuple[Aggregate | None, str | None]
     if not scorer:
         return None, "scores.json names no scorer"
     try:
-        return get_scorer(scorer).aggregate, None
+        aggregate = get_scorer(scorer).aggregate
     except (KeyError, ImportError) as err:
         return None, f"scorer {scorer!r} unavailable ({err})"
+    return (lambda per_sample: flat_metrics(aggregate(per_sample))), None  # names as SuiteResult.metrics has them
 
 
 def load_runs(run_dirs: Sequence[Path], baseline: Path | None) -> list[Run]:

@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from vita_eval.scorers.base import flat_metrics
+
 
 @dataclass(frozen=True)
 class SuiteResult:
@@ -25,7 +27,8 @@ class SuiteResult:
 
     @property
     def metrics(self) -> dict[str, Any]:
-        return self.scores.get("metrics", {})
+        """One name per value: nested metrics (Video-MME's rating layout) as `flat_metrics` key paths."""
+        return flat_metrics(self.scores.get("metrics", {}))
 
     @property
     def headline(self) -> list[str]:

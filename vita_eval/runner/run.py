@@ -23,6 +23,7 @@ from vita_eval.runner.distributed import Dist, init_distributed, shutdown
 from vita_eval.runner.inference import check_fingerprint, infer_suite
 from vita_eval.runner.records import merge_records, read_records
 from vita_eval.runner.scoring import score_suite
+from vita_eval.scorers.base import literal_text
 from vita_eval.scorers.predictions import predictions_from_records
 from vita_eval.scorers.profiles import get_profile
 from vita_eval.speech.suite import speak_suite_of_run
@@ -128,7 +129,8 @@ def run_one_suite(name: str, cfg: RunConfig, model: Any, judges: _Judges, out: P
              "samples_per_s": round(stats.samples_per_s, 3), "n_inferred_now": stats.n_new,
              "n_resumed": stats.n_done_before, "notes": notes}
     records = read_records(suite_dir)
-    predictions = predictions_from_records(asdict(records[s.uid]) for s in samples if s.uid in records)
+    predictions = predictions_from_records((asdict(records[s.uid]) for s in samples if s.uid in records),
+                                           literal=literal_text(spec.scorer))
     scores = score_suite(spec, data, predictions, suite_dir, profile=cfg.profile, judge=judges.for_suite(spec),
                          model_name=model.name,
                          extra=extra, asr_normalizer=cfg.asr_normalizer)

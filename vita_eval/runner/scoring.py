@@ -7,14 +7,14 @@ A suite that cannot be scored still gets a scores.json that says why.
 from __future__ import annotations
 
 import inspect
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from vita_eval.scorers.base import ScoreResult, get_scorer
+from vita_eval.fsio import atomic_path, write_json
+from vita_eval.scorers.base import ScoreResult, flat_metrics, get_scorer
 from vita_eval.scorers.predictions import write_vlmevalkit_xlsx
 from vita_eval.scorers.profiles import get_profile
 from vita_eval.suites import SuiteSpec
@@ -30,7 +30,11 @@ def _failures(data: SuiteData, result: ScoreResult | None) -> list[dict[str, str
 
 
 def resolve_categories(spec: SuiteSpec, metrics: dict[str, Any]) -> dict[str, list[str]]:
-    """Category lists from the suite YAML: names, `prefix*` patterns, or `"*"` (every other number)."""
+    """Category lists from the suite YAML: names, `prefix*` patterns, or `"*"` (every other number).
+
+    Names of nested metrics are their key paths joined as `flat_metrics` joins them.
+    """
+    metrics = flat_metrics(metrics)
     numeric = [m for m, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     explicit = {m for v in spec.categories.values() if isinstance(v, list) for m in v}
     out: dict[str, list[str]] = {}
@@ -82,6 +86,7 @@ def score_suite(spec: SuiteSpec, data: SuiteData, predictions: pd.DataFrame, out
         "preset": spec.preset,
         "judge": result.judge if result else {"identity": getattr(judge, "identity", "none")},
         "metrics": result.metrics if result else {},
+        **({"printed": result.printed} if result and result.printed else {}),
         "headline": list(spec.headline),
         "categories": resolve_categories(spec, result.metrics) if result else {},
         "n": len(data.table) + len(data.problems),
@@ -91,7 +96,8 @@ def score_suite(spec: SuiteSpec, data: SuiteData, predictions: pd.DataFrame, out
         "scoring_s": round(time.perf_counter() - started, 3),
         **extra,
     }
-    (out_dir / "scores.json").write_text(json.dumps(scores, indent=2, ensure_ascii=False, default=str))
+    write_json(out_dir / "scores.json", scores)
     if result is not None and not result.per_sample.empty:
-        result.per_sample.to_json(out_dir / "per_sample.jsonl", orient="records", lines=True, force_ascii=False)
+        with atomic_path(out_dir / "per_sample.jsonl") as tmp:
+            result.per_sample.to_json(tmp, orient="records", lines=True, force_ascii=False)
     return scores

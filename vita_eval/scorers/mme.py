@@ -30,23 +30,32 @@ def _judge_yes_no(judge: Any, question: Any, prediction: str, profile: Profile) 
     return first_accepted(judge, yorn_prompt(question, prediction), RISING_TEMPERATURES, parse) or "Unknown"
 
 
+def _acc_plus(rows: pd.DataFrame) -> float:
+    """`MME_rating`'s acc_plus: per image, `val[0] * val[1]` of its first two rows in file order (`row`),
+    whatever the image's row count. An image copied by bootstrap resampling is a cluster per copy."""
+    ordered = rows.sort_values("row", kind="stable") if "row" in rows else rows
+    position = ordered.groupby("cluster", sort=False).cumcount().to_numpy()
+    clusters, scores = ordered["cluster"].to_numpy(), ordered["score"].to_numpy()
+    first = pd.Series(scores[position == 0], index=clusters[position == 0])
+    second = pd.Series(scores[position == 1], index=clusters[position == 1])
+    return float(np.mean(first.to_numpy() * second.reindex(first.index).to_numpy()))
+
+
 def _category_score(rows: pd.DataFrame) -> float:
-    """acc + acc_plus (0-200). acc_plus multiplies each image's rows pairwise in file order: for MME's two
-    rows per image this is VLMEvalKit's score[q1] * score[q2], and an image duplicated by bootstrap
-    resampling counts once per copy."""
-    acc = float(np.mean(rows["score"])) * 100
-    pairs = [
-        a * b
-        for scores in rows.groupby("cluster", sort=False)["score"].agg(list)
-        for a, b in zip(scores[0::2], scores[1::2])
-    ]
-    return acc + float(np.mean(pairs)) * 100
+    """acc + acc_plus (0-200)."""
+    return float(np.mean(rows["score"])) * 100 + _acc_plus(rows) * 100
+
+
+def _questions_per_image(rows: pd.DataFrame) -> pd.Series:
+    """Rows per (category, image_path): MME_rating's `stats[category][image_path]` lists."""
+    return rows.groupby(["category", "image_path"], sort=False).size()
 
 
 class MMEScorer:
     """MME: Yes/No extraction, acc + acc+ per category, perception and reasoning sums (MME_rating)."""
 
     name = "mme"
+    data_columns = ("index", "question", "answer", "category", "image_path")  # what `score` reads from the dataset rows
 
     def score(
         self, data: pd.DataFrame, predictions: pd.DataFrame, *, profile: Profile | str, judge: Any | None
@@ -55,6 +64,7 @@ class MMEScorer:
         rows, failures = self._rows_with_failed_as_wrong(data, predictions)
         self._check_layout(rows, profile)
         active, notes = usable_judge(judge, "MME")
+        notes += self._uneven_images(rows)
         if failures:
             notes.append(f"MME: {len(failures)} failed rows scored wrong (their image pairs stay complete)")
         preds = [prediction_text(p) for p in rows["prediction"]]
@@ -68,6 +78,7 @@ class MMEScorer:
         per_sample = pd.DataFrame(
             {
                 "uid": rows["index"].astype(str),
+                "row": range(len(rows)),  # file position: acc_plus takes each image's first two rows
                 "cluster": rows["image_path"],
                 "stratum": rows["category"],  # fixed design: bootstraps resample images within a category
                 "category": rows["category"],
@@ -97,15 +108,30 @@ class MMEScorer:
     @staticmethod
     def _check_layout(rows: pd.DataFrame, profile: Profile) -> None:
         """Fail where VLMEvalKit's MME_rating crashes: a lone question (IndexError), a missing category (KeyError)."""
-        sizes = rows.groupby("image_path", sort=False).size()
+        sizes = _questions_per_image(rows)
         lone = sizes[sizes < 2]
         if len(lone):
             raise SuiteError(
-                f"MME: {len(lone)} images have a single scored question (e.g. {lone.index[0]!r}); acc_plus needs both"
+                f"MME: {len(lone)} images have a single scored question (e.g. {lone.index[0][1]!r}); acc_plus needs both"
             )
         missing = [c for c in PERCEPTION + REASONING if c not in set(rows["category"])]
         if missing and profile.mme_require_all_categories:
             raise SuiteError(f"MME: categories missing under {profile.name} (VLMEvalKit raises KeyError): {missing}")
+
+    @staticmethod
+    def _uneven_images(rows: pd.DataFrame) -> list[str]:
+        """A note when images have more than two questions: only their first two enter acc_plus."""
+        sizes = _questions_per_image(rows)
+        more = sizes[sizes > 2]
+        if not len(more):
+            return []
+        (category, image), count = next(iter(more.items()))
+        note = (
+            f"MME: {len(more)} images do not have exactly 2 questions (e.g. {image!r} in {category} has {count}); "
+            "acc_plus uses each image's first two rows in file order, as VLMEvalKit's MME_rating does "
+            "(`values.append(val[0] * val[1])`); acc uses every row"
+        )
+        return [note]
 
     def aggregate(self, per_sample: pd.DataFrame) -> dict[str, float]:
         """`MME_rating`: perception (10 categories), reasoning (4), then each category in first-appearance order."""

@@ -30,7 +30,8 @@ from vita_eval.reports.stats import align_on_common_uids, bootstrap_replicates, 
 from vita_eval.runner.scoring import run_scorer
 from vita_eval.scorers.asr import error_counts
 from vita_eval.scorers.asr_normalizers import whisper_tokens
-from vita_eval.scorers.base import get_scorer
+from vita_eval.scorers.base import get_scorer, literal_text
+from vita_eval.scorers.predictions import predictions_from_records
 from vita_eval.types import SampleError, SuiteData, SuiteError
 
 # (uid, text) -> (waveform, sample rate, {"synth_s": ..., ...})
@@ -179,9 +180,10 @@ def _with_ci(values: dict[str, float], reps: pd.DataFrame | None) -> dict[str, d
     return {m: {"value": v, "ci": ci(m)} for m, v in values.items()}
 
 
-def _predictions(uids: list[str], values: dict[str, Any], errors: dict[str, str | None]) -> pd.DataFrame:
-    rows = [{"index": u, "prediction": values.get(u), "error": errors.get(u)} for u in uids]
-    return pd.DataFrame(rows, columns=["index", "prediction", "error"])
+def _predictions(spec: Any, uids: list[str], values: dict[str, Any], errors: dict[str, str | None]) -> pd.DataFrame:
+    """Through the run's own path, so transcripts get the scorer's NA semantics as text answers do."""
+    records = ({"uid": u, "answer": values.get(u), "error": errors.get(u)} for u in uids)
+    return predictions_from_records(records, literal=literal_text(spec.scorer))
 
 
 def score_speech(spec: Any, data: SuiteData, answers: dict[str, str], records: dict[str, dict[str, Any]], *,
@@ -192,10 +194,10 @@ def score_speech(spec: Any, data: SuiteData, answers: dict[str, str], records: d
     table = data.table[data.table["index"].astype(str).isin(set(uids))].reset_index(drop=True)
     # a spoken subset lacks MME categories: skip them (as ms-vlmeval does) instead of VLMEvalKit's KeyError
     subset = {"mme_require_all_categories": False} if len(table) < len(data.table) else {}
-    text = run_scorer(spec, table, _predictions(uids, answers, {}), profile=profile, judge=judge,
+    text = run_scorer(spec, table, _predictions(spec, uids, answers, {}), profile=profile, judge=judge,
                       asr_normalizer=asr_normalizer, **subset)
     transcripts = {u: r.get("transcript") for u, r in records.items()}
-    speech = run_scorer(spec, table, _predictions(uids, transcripts, {u: r["error"] for u, r in records.items()}),
+    speech = run_scorer(spec, table, _predictions(spec, uids, transcripts, {u: r["error"] for u, r in records.items()}),
                         profile=profile, judge=judge, asr_normalizer=asr_normalizer, **subset)
     aggregate = get_scorer(spec.scorer).aggregate
     numeric = [m for m, v in text.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
