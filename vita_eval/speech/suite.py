@@ -28,7 +28,7 @@ import pandas as pd
 from vita_eval import fsio
 from vita_eval.reports.stats import align_on_common_uids, bootstrap_replicates, paired_diffs, percentile_ci
 from vita_eval.runner.scoring import run_scorer
-from vita_eval.scorers.asr import error_counts
+from vita_eval.scorers.asr import jiwer_error_counts
 from vita_eval.scorers.asr_normalizers import whisper_tokens
 from vita_eval.scorers.base import get_scorer, literal_text
 from vita_eval.scorers.predictions import predictions_from_records
@@ -104,7 +104,7 @@ def _wav_name(uid: str) -> str:
 
 def _consistency(text: str, transcript: str, language: str) -> dict[str, int]:
     """S/D/I/N of the transcript against the model's own text (whisper normalizer)."""
-    counts = error_counts([whisper_tokens(text, language)], [whisper_tokens(transcript, language)])
+    counts = jiwer_error_counts([whisper_tokens(text, language)], [whisper_tokens(transcript, language)])
     return {k: int(v) for k, v in counts.iloc[0].items()}
 
 
