@@ -1,4 +1,4 @@
-"""The `vita-eval` command line: run, score, data, ls, judge, report, model-init, model-dump, tts-dump.
+"""The `vita-eval` command line: run, score, data, ls, judge, report, model-init, model-dump, tts-dump, ask, latency.
 
 Each subcommand parses its flags and calls one function in the package; no logic
 lives here beyond turning flags into arguments.
@@ -229,11 +229,58 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(fn=cmd_tts_dump)
 
 
+def _add_speech(sub: argparse._SubParsersAction) -> None:
+    """`ask` (the demo's one-shot question, streamed) and `latency` (the same stages, timed over a set)."""
+    p = sub.add_parser("ask", help="answer one question about an image / video / spoken clip, streamed (and spoken)")
+    p.add_argument("--model", required=True, help="checkpoint directory, or builtin:tiny")
+    p.add_argument("--image", nargs="+")
+    p.add_argument("--video")
+    p.add_argument("--audio", help="a spoken question (any format PyAV decodes)")
+    p.add_argument("--question", default="")
+    p.add_argument("--max-tiles", type=int, default=12, help="image tiles (1: the low-latency setting)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16", "auto"], default="auto")
+    p.add_argument("--max-new-tokens", type=int, default=1024)
+    p.add_argument("--speak", metavar="OUT.wav", help="also speak the answer (24 kHz WAV)")
+    p.add_argument("--speech-policy", choices=["reference", "server", "fast", "fast-nograph"], default="reference")
+    p.add_argument("--seed", type=int, default=0, help="speech-decoder sampling seed")
+    p.add_argument("--json", action="store_true", help="print one JSON record instead of the stream")
+
+    def run_ask(args: argparse.Namespace) -> None:
+        from vita_eval.speech.ask import ask_command
+
+        ask_command(args)
+
+    p.set_defaults(fn=run_ask)
+
+    p = sub.add_parser("latency", help="time spoken questions (with and without an image) on the streaming path")
+    p.add_argument("--model", required=True, help="checkpoint directory with vita_tts_ckpt/, or builtin:tiny")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16", "auto"], default="auto")
+    p.add_argument("--requests", type=int, default=10, help="timed requests per scenario and policy")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--question-seconds", type=float, default=5.0)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--codes-per-token", type=int, default=10,
+                   help="speech length per text token (random weights never stop by themselves)")
+    p.add_argument("--policies", nargs="+", default=["reference", "server", "fast"],
+                   choices=["reference", "server", "fast", "fast-nograph"])
+    p.add_argument("--scenarios", nargs="+", default=["speech", "speech+image6", "speech+image1"])
+    p.add_argument("--out", default="outputs/latency")
+
+    def run_latency(args: argparse.Namespace) -> None:
+        from vita_eval.speech.latency import latency_command
+
+        latency_command(args)
+
+    p.set_defaults(fn=run_latency)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vita-eval", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_run, _add_score, _add_misc, _add_model):
+    for add in (_add_run, _add_score, _add_misc, _add_model, _add_speech):
         add(sub)
     return parser
 

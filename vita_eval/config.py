@@ -66,7 +66,7 @@ def load_yaml_config(path: Path) -> dict[str, Any]:
     return values
 
 
-SUITE_ARG_KEYS = ("preset_args",)  # what suite_args[SUITE] may hold; other keys are preset arguments
+SUITE_ARG_KEYS = ("preset_args", "speech_out")  # what suite_args[SUITE] may hold; other keys are preset arguments
 
 
 def _dotted(key: str, value: Any) -> dict[str, Any]:

@@ -40,6 +40,7 @@ class SuiteSpec:
     headline: tuple[str, ...] = ()
     categories: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    speech_out: bool | dict[str, Any] | None = None  # speak the answers too (vita_eval.speech.suite.SpeechOptions)
 
     def md5_for(self, profile: str) -> str | None:
         if isinstance(self.md5, dict):

@@ -37,12 +37,17 @@ def test_embedded_default_end_to_end(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     wall = time.perf_counter() - started
     suites = ["MME", "MMBench_DEV_EN", "MathVista_MINI", "Video-MME_8frame", "Video-MME_vita_subs",
-              "LibriSpeech_test_clean", "AISHELL1_test", "WenetSpeech_test_net", "ASR_manifest"]
+              "LibriSpeech_test_clean", "AISHELL1_test", "WenetSpeech_test_net", "ASR_manifest",
+              "LibriSpeech_test_clean_speech"]
     for suite in suites:
         scores = _scores(out, suite)
         assert scores["metrics"], (suite, scores["notes"])
         assert scores["n"] > 0 and scores["n_failed"] == 0, (suite, scores["failures"][:3])
+    speech = json.loads((out / "LibriSpeech_test_clean_speech" / "speech" / "scores.json").read_text())
+    assert speech["n"] == 3 and "wer" in speech["text"] and "wer" in speech["speech"], speech["notes"]
+    assert len(list((out / "LibriSpeech_test_clean_speech" / "speech").glob("*.wav"))) == 3
     assert (out / "report.md").exists() and (out / "run.json").exists()
+    assert "## Speech out: what speaking costs" in (out / "report.md").read_text()
     run = json.loads((out / "run.json").read_text())
     assert run["finished"] and run["versions"]["transformers"] == "5.17.0"
     print(f"embedded default wall time: {wall:.1f} s")

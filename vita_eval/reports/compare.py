@@ -235,6 +235,9 @@ def write_report(
     if len(comparison.runs) >= 2:
         images.append(plots.plot_delta_heatmap(comparison.rows, comparison.labels, out / "delta_heatmap.png"))
     text = markdown.render_report(comparison, load_references(), images, n_boot=n_boot, seed=seed)
+    from vita_eval.speech.report import speech_section  # runs that spoke: text-out beside speech-out
+
+    text += speech_section(comparison.runs)
     report = out / "report.md"
     fsio.write_text(report, text)
     if html:

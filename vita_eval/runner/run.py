@@ -30,6 +30,7 @@ from vita_eval.runner.scoring import retire_scores, score_suite
 from vita_eval.scorers.base import literal_text
 from vita_eval.scorers.predictions import predictions_from_records
 from vita_eval.scorers.profiles import get_profile
+from vita_eval.speech.suite import speak_suite_of_run
 from vita_eval.data.images import lmu_data_root
 from vita_eval.suites import SuiteSpec, data_path, get_suite, load_suite_data
 from vita_eval.types import SuiteData, SuiteError
@@ -163,9 +164,11 @@ def run_one_suite(name: str, cfg: RunConfig, model: Any, judges: _Judges, out: P
     records = read_records(suite_dir)
     predictions = predictions_from_records((asdict(records[s.uid]) for s in samples if s.uid in records),
                                            literal=literal_text(spec.scorer))
-    return score_suite(spec, data, predictions, suite_dir, profile=cfg.profile, judge=judges.for_suite(spec),
-                       model_name=model.name,
-                       extra=extra, asr_normalizer=cfg.asr_normalizer)
+    scores = score_suite(spec, data, predictions, suite_dir, profile=cfg.profile, judge=judges.for_suite(spec),
+                         model_name=model.name,
+                         extra=extra, asr_normalizer=cfg.asr_normalizer)
+    speak_suite_of_run(spec, cfg, data, records, model, suite_dir, judges.for_suite(spec))  # only with speech_out
+    return scores
 
 
 def run(cfg: RunConfig) -> Path:

@@ -70,13 +70,28 @@ def resolve_categories(spec: SuiteSpec, metrics: dict[str, Any]) -> dict[str, li
     return out
 
 
+def profile_overrides(spec: SuiteSpec, asr_normalizer: str | None = None) -> dict[str, Any]:
+    """The suite's profile overrides, plus the run's ASR normalizer for ASR suites."""
+    overrides = dict(spec.profile_overrides)
+    if asr_normalizer and spec.scorer == "asr":
+        overrides["asr_normalizer"] = asr_normalizer
+    return overrides
+
+
+def run_scorer(spec: SuiteSpec, table: pd.DataFrame, predictions: pd.DataFrame, *, profile: str, judge: Any,
+               asr_normalizer: str | None = None, **overrides: Any) -> ScoreResult:
+    """The suite's registered scorer on one prediction table (VLMEvalKit dataset name passed when it asks)."""
+    scorer = get_scorer(spec.scorer)
+    kwargs = {"dataset": spec.name} if "dataset" in inspect.signature(scorer.score).parameters else {}
+    fields = {**profile_overrides(spec, asr_normalizer), **overrides}
+    return scorer.score(table, predictions, profile=get_profile(profile, **fields), judge=judge, **kwargs)
+
+
 def score_suite(spec: SuiteSpec, data: SuiteData, predictions: pd.DataFrame, out_dir: Path, *, profile: str,
                 judge: Any, model_name: str | None, extra: dict[str, Any],
                 asr_normalizer: str | None = None) -> dict[str, Any]:
     """Score and write scores.json (+ per_sample.jsonl, + the VLMEvalKit .xlsx); return the scores dict."""
-    overrides = dict(spec.profile_overrides)
-    if asr_normalizer and spec.scorer == "asr":
-        overrides["asr_normalizer"] = asr_normalizer
+    overrides = profile_overrides(spec, asr_normalizer)
     out_dir.mkdir(parents=True, exist_ok=True)
     retire_scores(out_dir)
     notes = list(extra.pop("notes", [])) + list(data.notes)
@@ -90,10 +105,7 @@ def score_suite(spec: SuiteSpec, data: SuiteData, predictions: pd.DataFrame, out
     error = None
     started = time.perf_counter()
     try:
-        scorer = get_scorer(spec.scorer)
-        kwargs = {"dataset": spec.name} if "dataset" in inspect.signature(scorer.score).parameters else {}
-        result = scorer.score(data.table, predictions, profile=get_profile(profile, **overrides), judge=judge,
-                              **kwargs)
+        result = run_scorer(spec, data.table, predictions, profile=profile, judge=judge, asr_normalizer=asr_normalizer)
     except SuiteError as exc:
         error = str(exc)
     except Exception as exc:  # a scorer bug or unforeseen data: this suite's error, not the run's
