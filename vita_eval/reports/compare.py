@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -30,8 +31,17 @@ from vita_eval.reports.stats import (
     outcome_column,
     paired_diffs,
     percentile_ci,
+    WeightedAggregate,
 )
 from vita_eval.scorers.base import get_scorer
+
+
+@dataclass(frozen=True)
+class Aggregator:
+    """A scorer's `aggregate`, and its all-resamples-at-once form when the scorer has one."""
+
+    aggregate: Aggregate
+    weighted: WeightedAggregate | None = None
 
 
 class _Bootstraps:
@@ -41,22 +51,24 @@ class _Bootstraps:
         self.n_boot, self.seed = n_boot, seed
         self._cache: dict[tuple[str, str, str], pd.DataFrame] = {}
 
-    def get(self, label: str, suite: str, frame: pd.DataFrame, aggregate: Aggregate) -> pd.DataFrame:
+    def get(self, label: str, suite: str, frame: pd.DataFrame, aggregator: Aggregator) -> pd.DataFrame:
         rows = "\0".join(frame["uid"]) + "\1" + "\0".join(frame["cluster"])
         key = (label, suite, hashlib.sha1(rows.encode()).hexdigest())
         if key not in self._cache:
-            self._cache[key] = bootstrap_replicates(frame, aggregate, n_boot=self.n_boot, seed=self.seed)
+            self._cache[key] = bootstrap_replicates(frame, aggregator.aggregate, n_boot=self.n_boot, seed=self.seed,
+                                                    weighted=aggregator.weighted)
         return self._cache[key]
 
 
-def resolve_aggregate(scorer: str | None) -> tuple[Aggregate | None, str | None]:
-    """The scorer's own `aggregate`, or why it cannot be had (the report then shows no CIs)."""
+def resolve_aggregate(scorer: str | None) -> tuple[Aggregator | None, str | None]:
+    """The scorer's own `aggregate` (and `aggregate_weighted`), or why it cannot be had (then no CIs)."""
     if not scorer:
         return None, "scores.json names no scorer"
     try:
-        return get_scorer(scorer).aggregate, None
+        instance = get_scorer(scorer)
     except (KeyError, ImportError) as err:
         return None, f"scorer {scorer!r} unavailable ({err})"
+    return Aggregator(instance.aggregate, getattr(instance, "aggregate_weighted", None)), None
 
 
 def load_runs(run_dirs: Sequence[Path], baseline: Path | None) -> list[Run]:
@@ -96,9 +108,9 @@ class _Analysis:
     def __init__(self, runs: list[Run], n_boot: int, seed: int) -> None:
         self.result = Comparison(runs=runs)
         self.boot = _Bootstraps(n_boot, seed)
-        self._aggregates: dict[str | None, tuple[Aggregate | None, str | None]] = {}
+        self._aggregates: dict[str | None, tuple[Aggregator | None, str | None]] = {}
 
-    def aggregate(self, result: SuiteResult) -> tuple[Aggregate | None, str | None]:
+    def aggregate(self, result: SuiteResult) -> tuple[Aggregator | None, str | None]:
         """The suite's aggregate if its per_sample table is usable too; else why there are no CIs."""
         if result.per_sample is None:
             return None, result.no_ci_reason
@@ -120,7 +132,7 @@ class _Analysis:
             for m, v in result.metrics.items()
         }
 
-    def replicates(self, label: str, suite: str, frame: pd.DataFrame, aggregate: Aggregate) -> pd.DataFrame | None:
+    def replicates(self, label: str, suite: str, frame: pd.DataFrame, aggregate: Aggregator) -> pd.DataFrame | None:
         """Bootstrap replicates, or None (and a warning) when the scorer's aggregate fails on the full table."""
         try:
             return self.boot.get(label, suite, frame, aggregate)
@@ -131,9 +143,9 @@ class _Analysis:
     def _no_ci(self, suite: str, label: str, reason: str | None) -> None:
         self.result.warnings.append(f"{suite} [{label}]: no confidence intervals or p-values: {reason}")
 
-    def _check_point(self, label: str, result: SuiteResult, aggregate: Aggregate) -> None:
+    def _check_point(self, label: str, result: SuiteResult, aggregator: Aggregator) -> None:
         """Warn when re-aggregating per_sample does not give scores.json's number (CI would describe another value)."""
-        recomputed = {m: metric_float(v) for m, v in aggregate(result.per_sample).items()}
+        recomputed = {m: metric_float(v) for m, v in aggregator.aggregate(result.per_sample).items()}
         for m, v in result.metrics.items():
             stored, again = metric_float(v), recomputed.get(m, math.nan)
             if math.isfinite(stored) and not math.isclose(stored, again, rel_tol=1e-6, abs_tol=1e-3):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from vita_eval.registry import register
-from vita_eval.scorers.base import ScoreResult
+from vita_eval.scorers.base import ScoreResult, ratio, weighted_sums
 from vita_eval.scorers.judge_prompts import yorn_prompt
 from vita_eval.scorers.judging import RISING_TEMPERATURES, first_accepted, usable_judge
 from vita_eval.scorers.predictions import align, prediction_text
@@ -115,6 +115,41 @@ class MMEScorer:
             "reasoning": sum(categories[c] for c in REASONING if c in categories),
             **categories,
         }
+
+    def aggregate_weighted(self, per_sample: pd.DataFrame, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """`aggregate` for every row of `weights` (resamples x rows) at once; pairs are formed as there."""
+        score = per_sample["score"].to_numpy(dtype=np.float64)
+        head, product = _pair_heads(per_sample, score)
+        columns: dict[str, Any] = {}
+        names = list(dict.fromkeys(per_sample["category"]))
+        for c in names:
+            inside = (per_sample["category"] == c).to_numpy(dtype=np.float64)
+            columns |= {(c, "n"): inside, (c, "hit"): inside * score, (c, "pairs"): inside * head,
+                        (c, "both"): inside * product}
+        sums = weighted_sums(weights, columns)
+        categories = {
+            c: ratio(sums[(c, "hit")], sums[(c, "n")], 100) + ratio(sums[(c, "both")], sums[(c, "pairs")], 100)
+            for c in names
+        }
+        present = {c: sums[(c, "n")] > 0 for c in names}
+
+        def total(group: tuple[str, ...]) -> np.ndarray:
+            return sum((np.where(present[c], categories[c], 0.0) for c in group if c in categories),
+                       np.zeros(len(weights)))
+
+        return {"perception": total(PERCEPTION), "reasoning": total(REASONING),
+                **{c: np.where(present[c], categories[c], np.nan) for c in names}}
+
+
+def _pair_heads(per_sample: pd.DataFrame, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: 1 where it opens an acc+ pair (file order within its category and image), and the pair's product."""
+    head, product = np.zeros(len(score)), np.zeros(len(score))
+    for positions in per_sample.groupby(["category", "cluster"], sort=False).indices.values():
+        firsts, seconds = positions[0::2], positions[1::2]
+        firsts = firsts[: len(seconds)]
+        head[firsts] = 1.0
+        product[firsts] = score[firsts] * score[seconds]
+    return head, product
 
 
 register("scorer", "mme")(MMEScorer)
