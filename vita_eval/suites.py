@@ -39,6 +39,7 @@ class SuiteSpec:
     headline: tuple[str, ...] = ()
     categories: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    group_by: str | None = None  # sample field whose samples belong together: --limit keeps them whole
 
     def md5_for(self, profile: str) -> str | None:
         if isinstance(self.md5, dict):

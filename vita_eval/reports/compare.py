@@ -15,6 +15,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from vita_eval.config import DEFAULT_N_BOOT
 from vita_eval.reports import markdown, plots
 from vita_eval.reports.markdown import load_references
 from vita_eval.reports.rows import Comparison, McNemar
@@ -220,7 +221,7 @@ class _Analysis:
                 )
 
 
-def compare_runs(runs: list[Run], *, n_boot: int = 2000, seed: int = 0) -> Comparison:
+def compare_runs(runs: list[Run], *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> Comparison:
     """Estimates, paired differences and warnings for every suite of every run."""
     analysis = _Analysis(runs, n_boot, seed)
     for suite in _ordered_union([list(run.suites) for run in runs]):
@@ -233,7 +234,7 @@ def write_report(
     *,
     out: Path,
     baseline: Path | None = None,
-    n_boot: int = 2000,
+    n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
     html: bool = False,
 ) -> Path:

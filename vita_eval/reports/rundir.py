@@ -13,6 +13,13 @@ from typing import Any
 
 import pandas as pd
 
+from vita_eval.config import ConfigError
+from vita_eval.fsio import read_json
+
+
+class NotARunDirectory(ConfigError):
+    """A folder given to `report` holds no scored suite."""
+
 
 @dataclass(frozen=True)
 class SuiteResult:
@@ -68,7 +75,7 @@ def read_per_sample(path: Path) -> tuple[pd.DataFrame | None, str | None]:
 
 
 def read_suite(suite_dir: Path) -> SuiteResult:
-    scores = json.loads((suite_dir / "scores.json").read_text(encoding="utf-8"))
+    scores = read_json(suite_dir / "scores.json", default={})
     per_sample, reason = read_per_sample(suite_dir / "per_sample.jsonl")
     suite = scores.get("suite", suite_dir.name)
     return SuiteResult(suite=suite, scores=scores, per_sample=per_sample, no_ci_reason=reason)
@@ -78,10 +85,12 @@ def read_run(path: Path, label: str | None = None) -> Run:
     """Every `<suite>/scores.json` under `path`; run.json is optional (it only feeds provenance)."""
     path = Path(path)
     run_json = path / "run.json"
-    info = json.loads(run_json.read_text(encoding="utf-8")) if run_json.is_file() else {}
+    info = read_json(run_json, default={}) if run_json.is_file() else {}
     suite_dirs = sorted(p.parent for p in path.glob("*/scores.json"))
     if not suite_dirs:
-        raise FileNotFoundError(f"no <suite>/scores.json under {path}")
+        what = "does not exist" if not path.exists() else "has no <suite>/scores.json"
+        raise NotARunDirectory(f"{path} {what}: not a vita-eval run directory (give the folder `vita-eval run` "
+                               "printed as 'run directory')")
     suites = {result.suite: result for result in map(read_suite, suite_dirs)}
     return Run(path=path, label=label or default_label(path, info), info=info, suites=suites)
 

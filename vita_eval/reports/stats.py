@@ -34,7 +34,6 @@ Aggregate = Callable[[pd.DataFrame], Mapping[str, Any]]
 # (per_sample, row weights of shape (resamples, rows)) -> metric -> one value per resample
 WeightedAggregate = Callable[[pd.DataFrame, np.ndarray], Mapping[str, np.ndarray]]
 
-DEFAULT_N_BOOT = 2000  # resamples for every report: the one written after a run and `vita-eval report`
 WEIGHT_CHUNK = 256  # resamples per matrix product (bounds memory: chunk x rows floats)
 
 # per_sample columns holding a 0/1 outcome per row, in order of preference (McNemar's test).
