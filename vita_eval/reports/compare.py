@@ -15,11 +15,12 @@ from typing import Sequence
 
 import pandas as pd
 
+from vita_eval import fsio
 from vita_eval.config import DEFAULT_N_BOOT
 from vita_eval.reports import markdown, plots
 from vita_eval.reports.markdown import load_references
 from vita_eval.reports.rows import Comparison, McNemar
-from vita_eval.reports.rundir import Run, SuiteResult, read_run, unique_labels
+from vita_eval.reports.rundir import Run, SuiteResult, is_attention, read_run, unique_labels
 from vita_eval.reports.stats import (
     Aggregate,
     Estimate,
@@ -86,13 +87,15 @@ def load_runs(run_dirs: Sequence[Path], baseline: Path | None) -> list[Run]:
 
 
 def suite_warnings(label: str, result: SuiteResult) -> list[str]:
-    """Failures, scorer notes and judge failures of one suite, phrased to be read first."""
+    """What a reader must know first about one suite of one run: failures, partial data, judge and data trouble."""
     s, out = result.scores, []
+    out += [f"{result.suite} [{label}]: {w.split(': ', 1)[-1] if w.startswith(result.suite) else w}"
+            for w in s.get("warnings") or []]
     if s.get("n_failed"):
         first = (s.get("failures") or [{}])[0]
         example = f" (first: uid {first.get('uid')}: {first.get('reason')})" if first else ""
         out.append(f"{result.suite} [{label}]: {s['n_failed']} of {s.get('n', '?')} samples failed{example}")
-    out += [f"{result.suite} [{label}]: {note}" for note in s.get("notes") or []]
+    out += [f"{result.suite} [{label}]: {note}" for note in s.get("notes") or [] if is_attention(note)]
     judge = s.get("judge") or {}
     if judge.get("failures"):
         out.append(f"{result.suite} [{label}]: judge {judge.get('identity')!r} failed {judge['failures']} calls")
@@ -142,7 +145,7 @@ class _Analysis:
             return None
 
     def _no_ci(self, suite: str, label: str, reason: str | None) -> None:
-        self.result.warnings.append(f"{suite} [{label}]: no confidence intervals or p-values: {reason}")
+        self.result.notes.append(f"{suite} [{label}]: no confidence intervals or p-values: {reason}")
 
     def _check_point(self, label: str, result: SuiteResult, aggregator: Aggregator) -> None:
         """Warn when re-aggregating per_sample does not give scores.json's number (CI would describe another value)."""
@@ -164,12 +167,14 @@ class _Analysis:
             return {m: PairedDiff(delta=d, p=None) for m, d in deltas.items()}
         a, b = align_on_common_uids(base.per_sample, other.per_sample)
         if a.empty:
-            self.result.warnings.append(f"{other.suite} [{label}]: no sample in common with the baseline; no p-values")
+            self.result.warnings.append(f"{other.suite} [{label}]: compared on different samples: none in common "
+                                        "with the baseline; Δ compares different sample sets, no p-values")
             return {m: PairedDiff(delta=d, p=None) for m, d in deltas.items()}
         if len(a) < max(len(base.per_sample), len(other.per_sample)):
             self.result.warnings.append(
-                f"{other.suite} [{label}]: paired test on the {len(a)} samples both runs scored "
-                f"(baseline {len(base.per_sample)}, this run {len(other.per_sample)})"
+                f"{other.suite} [{label}]: compared on different samples (baseline {len(base.per_sample)}, this run "
+                f"{len(other.per_sample)}, {len(a)} in common): Δ compares different sample sets; p-values and "
+                f"the Δ CI use the {len(a)} shared"
             )
         self._mcnemar(label, other.suite, a, b)
         reps_a = self.replicates(self.result.baseline.label, base.suite, a, agg_a)
@@ -205,6 +210,7 @@ class _Analysis:
         estimates: dict[str, dict[str, Estimate]],
         diffs: dict[str, dict[str, PairedDiff]],
     ) -> None:
+        n_scored = {run.label: run.suites[suite].scores.get("n", 0) for run in self.result.runs if suite in run.suites}
         groups = {"headline": _ordered_union([r.headline for r in results])}
         for group in _ordered_union([list(r.categories) for r in results]):
             groups[group] = _ordered_union([r.categories.get(group, []) for r in results])
@@ -217,6 +223,8 @@ class _Analysis:
                         metric=metric,
                         estimates={lab: estimates.get(lab, {}).get(metric) for lab in self.result.labels},
                         diffs={lab: diffs.get(lab, {}).get(metric) for lab in self.result.labels[1:]},
+                        scorer=results[0].scorer,
+                        n=n_scored,
                     )
                 )
 
@@ -242,12 +250,13 @@ def write_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     comparison = compare_runs(load_runs(run_dirs, baseline), n_boot=n_boot, seed=seed)
-    images = [plots.plot_headline(comparison.rows, comparison.labels, out / "headline.png")]
+    references = load_references()
+    images = [plots.plot_headline(comparison.rows, comparison.labels, out / "headline.png", references)]
     if len(comparison.runs) >= 2:
         images.append(plots.plot_delta_heatmap(comparison.rows, comparison.labels, out / "delta_heatmap.png"))
-    text = markdown.render_report(comparison, load_references(), images, n_boot=n_boot, seed=seed)
+    text = markdown.render_report(comparison, references, images, n_boot=n_boot, seed=seed)
     report = out / "report.md"
-    report.write_text(text, encoding="utf-8")
+    fsio.write_text(report, text)
     if html:
         from vita_eval.reports.html import write_html
 

@@ -11,6 +11,8 @@ import html
 import re
 from pathlib import Path
 
+from vita_eval import fsio
+
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px}
 th{background:#f3f3f3}td{white-space:nowrap}code{background:#f3f3f3;padding:0 3px}img{max-width:100%}"""
@@ -70,5 +72,5 @@ def write_html(markdown_text: str, path: Path, *, base: Path) -> Path:
     body = "\n".join(block_html(b, base) for b in blocks(markdown_text))
     page = f'<!doctype html><html><head><meta charset="utf-8"><title>vita-eval report</title>' \
            f"<style>{STYLE}</style></head><body>{body}</body></html>\n"
-    path.write_text(page, encoding="utf-8")
+    fsio.write_text(path, page)
     return path

@@ -21,6 +21,15 @@ class NotARunDirectory(ConfigError):
     """A folder given to `report` holds no scored suite."""
 
 
+# Scorer notes that are warnings (the rest, such as "WER with the wenet normalizer", are settings).
+ATTENTION_PHRASES = ("not working", "unavailable", "md5 mismatch", "cannot be run", "cannot be scored",
+                     "judge failed", "would crash", "would refuse")
+
+
+def is_attention(note: str) -> bool:
+    return any(phrase in note for phrase in ATTENTION_PHRASES)
+
+
 @dataclass(frozen=True)
 class SuiteResult:
     """One suite of one run: scores.json as written, plus its per-sample table when usable."""
@@ -45,6 +54,11 @@ class SuiteResult:
     @property
     def scorer(self) -> str | None:
         return self.scores.get("scorer")
+
+    @property
+    def setting_notes(self) -> list[str]:
+        """The scorer's notes that describe settings, not problems (provenance, not the Attention section)."""
+        return [note for note in self.scores.get("notes") or [] if not is_attention(note)]
 
 
 @dataclass(frozen=True)

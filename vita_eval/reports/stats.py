@@ -71,6 +71,8 @@ class MetricComparison:
     metric: str
     estimates: dict[str, Estimate | None]  # run label -> estimate (None: run lacks it)
     diffs: dict[str, PairedDiff | None] = field(default_factory=dict)  # non-baseline run label -> diff
+    scorer: str | None = None  # names the metric's scale and readable name
+    n: dict[str, int] = field(default_factory=dict)  # run label -> samples the suite scored
 
 
 def lower_is_better(metric: str) -> bool:
