@@ -246,7 +246,7 @@ def write_report(
     seed: int = 0,
     html: bool = False,
 ) -> Path:
-    """Write DIR/report.md, headline.png, delta_heatmap.png (>= 2 runs) and optionally report.html."""
+    """Write DIR/report.md, headline.png, delta_heatmap.png (>= 2 runs); with `html` report.html and samples.html."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     comparison = compare_runs(load_runs(run_dirs, baseline), n_boot=n_boot, seed=seed)
@@ -254,12 +254,14 @@ def write_report(
     images = [plots.plot_headline(comparison.rows, comparison.labels, out / "headline.png", references)]
     if len(comparison.runs) >= 2:
         images.append(plots.plot_delta_heatmap(comparison.rows, comparison.labels, out / "delta_heatmap.png"))
-    text = markdown.render_report(comparison, references, images, n_boot=n_boot, seed=seed)
+    text = markdown.render_report(comparison, references, images, n_boot=n_boot, seed=seed, viewer=html)
     report = out / "report.md"
     fsio.write_text(report, text)
     if html:
         from vita_eval.reports.html import write_html
+        from vita_eval.reports.viewer import write_viewer
 
+        write_viewer(comparison.runs, out / "samples.html")
         write_html(text, out / "report.html", base=out)
     return report
 

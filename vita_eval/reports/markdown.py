@@ -254,10 +254,13 @@ def warnings_section(warnings: Sequence[str]) -> str:
 
 
 def render_report(
-    comparison: Comparison, references: References, images: Sequence[Path], *, n_boot: int, seed: int
+    comparison: Comparison, references: References, images: Sequence[Path], *, n_boot: int, seed: int,
+    viewer: bool = False,
 ) -> str:
     runs = ", ".join(f"`{run.label}`" for run in comparison.runs)
     intro = f"# vita-eval report\n\nRuns: {runs}. Baseline: `{comparison.baseline.label}`."
+    if viewer:
+        intro += " Every sample, with media, prompt, outputs and the scorer's decisions: [samples.html](samples.html)."
     sections = [
         intro,
         warnings_section(comparison.warnings),
