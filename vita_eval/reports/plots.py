@@ -121,12 +121,14 @@ def _deltas(ax: Axes, rows: Sequence[MetricComparison], labels: Sequence[str]) -
     others = labels[1:]
     width = 0.8 / len(labels)
     x = np.arange(len(rows))
+    drawn = 0
     for j, label in enumerate(others, start=1):
         pos = x + (j - (len(labels) - 1) / 2) * width
         for xi, row in zip(pos, rows):
             diff = row.diffs.get(label)
             if diff is None or not math.isfinite(diff.delta):
                 continue
+            drawn += 1
             err = None
             if diff.ci is not None:
                 err = [[max(diff.delta - diff.ci[0], 0.0)], [max(diff.ci[1] - diff.delta, 0.0)]]
@@ -134,6 +136,10 @@ def _deltas(ax: Axes, rows: Sequence[MetricComparison], labels: Sequence[str]) -
                         markerfacecolor=f"C{j % 10}" if diff.significant else "white")
             ax.annotate(signed(diff.delta, row_places(row)), (xi, diff.delta), xytext=(4, 0),
                         textcoords="offset points", fontsize=6, va="center")
+    if not drawn:
+        ax.text(0.5, 0.5, "no Δ: the suite is not in every run", transform=ax.transAxes, ha="center",
+                va="center", fontsize=8, color="#777777")
+        ax.set_yticks([])
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(x, [_tick(row) for row in rows], fontsize=7)
     ax.set_xlim(-0.5, len(rows) - 0.5)
@@ -151,7 +157,7 @@ def plot_headline(rows: Sequence[MetricComparison], labels: Sequence[str], path:
     fig = Figure(figsize=headline_size(len(suites), len(labels)), dpi=DPI)
     cols = max(1, min(PANEL_COLUMNS, len(suites)))
     n_rows = math.ceil(max(len(suites), 1) / cols)
-    grid = fig.add_gridspec(n_rows, cols, hspace=0.5, wspace=0.35)
+    grid = fig.add_gridspec(n_rows, cols, hspace=0.38, wspace=0.35)
     for i, suite in enumerate(suites):
         block = [r for r in rows if r.suite == suite]
         cell = grid[divmod(i, cols)]
