@@ -63,9 +63,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for line in header(plan, source):
         print(line, flush=True)
     from vita_eval.reports.summary import results_table
-    from vita_eval.runner.run import run
+    from vita_eval.runner.run import run_plan
 
-    result = run(plan.cfg, plan)
+    result = run_plan(plan)
     if not result.suites:  # a non-main torchrun rank
         return 0
     print()
@@ -86,14 +86,15 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     (suite,) = canonical_suites([args.suite])
     check_profile(args.profile)
-    for label, path in (("--data", Path(args.data)), ("--predictions", Path(args.predictions))):
-        if not path.exists():
+    data = Path(args.data) if args.data else None
+    for label, path in (("--data", data), ("--predictions", Path(args.predictions))):
+        if path is not None and not path.exists():
             raise ConfigError(f"{label}: {path} does not exist")
-    scores = rescore(suite, Path(args.data), Path(args.predictions), profile=args.profile, judge=args.judge,
+    scores = rescore(suite, data, Path(args.predictions), profile=args.profile, judge=args.judge,
                      judge_base_url=args.judge_base_url, out=Path(args.out), asr_normalizer=args.asr_normalizer,
                      judge_cache=args.judge_cache)
-    print(json.dumps({k: scores[k] for k in ("suite", "profile", "metrics", "n", "n_failed")}, indent=2,
-                     ensure_ascii=False, default=str))
+    shown = ("suite", "profile", "metrics", "printed", "n", "n_failed")
+    print(json.dumps({k: scores[k] for k in shown if k in scores}, indent=2, ensure_ascii=False, default=str))
     return EXIT_FAILED_SUITES if scores.get("status") != "scored" else 0
 
 
@@ -245,7 +246,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 def _add_score(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="score a prediction file (ours or VLMEvalKit's .xlsx/.tsv)")
     p.add_argument("--suite", required=True, help="suite name (`vita-eval ls suites`; required)")
-    p.add_argument("--data", required=True, help="the suite's data file or folder (required)")
+    p.add_argument("--data", help="the suite's data file or folder (default: none, when the prediction .xlsx/.tsv "
+                                   "carries every dataset column the scorer reads, as VLMEvalKit's files do)")
     p.add_argument("--predictions", required=True, help="samples.jsonl, or VLMEvalKit's .xlsx / .tsv (required)")
     p.add_argument("--profile", default=DEFAULTS.profile, help="scoring profile (default: %(default)s)")
     p.add_argument("--judge", default="none", help="none | an OpenAI-compatible model | local:/path "

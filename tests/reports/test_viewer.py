@@ -26,7 +26,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         cfg = resolve(None, {"suites": ["MME", "MathVista_MINI", "LibriSpeech_test_clean"], "data_root": "samples",
                              "out": str(root / f"tokens{tokens}"), "max_new_tokens": tokens, "limit": 6,
                              "report": False})
-        out.append(run(cfg).out)
+        out.append(run(cfg))
     return out[0], out[1]
 
 

@@ -10,15 +10,18 @@ import pytest
 from vita_eval.reports.rundir import read_run
 from vita_eval.reports.stats import bootstrap_replicates, weighted_agrees
 from vita_eval.reports.synthetic import write_synthetic_run
-from vita_eval.scorers.base import get_scorer
+from vita_eval.scorers.base import flat_metrics, get_scorer
 
 
 def assert_same_replicates(per_sample: pd.DataFrame, scorer: str, n_boot: int = 40) -> None:
     instance = get_scorer(scorer)
-    assert weighted_agrees(per_sample, instance.aggregate(per_sample), instance.aggregate_weighted)
-    loop = bootstrap_replicates(per_sample, instance.aggregate, n_boot=n_boot, seed=7)
-    fast = bootstrap_replicates(per_sample, instance.aggregate, n_boot=n_boot, seed=7,
-                                weighted=instance.aggregate_weighted)
+
+    def aggregate(frame: pd.DataFrame) -> dict:
+        return flat_metrics(instance.aggregate(frame))  # as reports name nested metrics
+
+    assert weighted_agrees(per_sample, aggregate(per_sample), instance.aggregate_weighted)
+    loop = bootstrap_replicates(per_sample, aggregate, n_boot=n_boot, seed=7)
+    fast = bootstrap_replicates(per_sample, aggregate, n_boot=n_boot, seed=7, weighted=instance.aggregate_weighted)
     assert list(loop.columns) == list(fast.columns)
     pd.testing.assert_frame_equal(loop, fast, rtol=1e-9, atol=1e-9)
 
@@ -35,15 +38,19 @@ def test_scored_tables(synthetic_run, suite: str) -> None:
 
 
 def test_mme_without_strata_can_lose_categories() -> None:
-    """Without the stratum column a resample may miss a category: both paths leave it out of the sums."""
+    """Without the stratum column a resample may miss a category: both paths leave it out of the sums.
+
+    One image has three questions (acc+ takes its first two by `row`), one only one (acc+ NaN when drawn)."""
     rng = np.random.default_rng(0)
     n_images = 12
     per_sample = pd.DataFrame({
         "uid": [str(i) for i in range(2 * n_images)],
+        "row": np.arange(2 * n_images)[::-1],
         "cluster": [f"img{i // 2}" for i in range(2 * n_images)],
         "category": [("color", "count", "OCR", "code_reasoning")[(i // 2) % 4] for i in range(2 * n_images)],
         "score": rng.integers(0, 2, 2 * n_images),
     })
+    per_sample.loc[2, ["cluster", "category"]] = ["img0", "color"]  # img0: three questions; img1: one
     assert_same_replicates(per_sample, "mme", n_boot=80)
 
 

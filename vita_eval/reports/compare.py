@@ -35,7 +35,7 @@ from vita_eval.reports.stats import (
     percentile_ci,
     WeightedAggregate,
 )
-from vita_eval.scorers.base import get_scorer
+from vita_eval.scorers.base import flat_metrics, get_scorer
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,9 @@ def resolve_aggregate(scorer: str | None) -> tuple[Aggregator | None, str | None
         instance = get_scorer(scorer)
     except (KeyError, ImportError) as err:
         return None, f"scorer {scorer!r} unavailable ({err})"
-    return Aggregator(instance.aggregate, getattr(instance, "aggregate_weighted", None)), None
+    # names as SuiteResult.metrics has them (nested metrics flattened); aggregate_weighted returns flat names
+    return Aggregator(lambda per_sample: flat_metrics(instance.aggregate(per_sample)),
+                      getattr(instance, "aggregate_weighted", None)), None
 
 
 def load_runs(run_dirs: Sequence[Path], baseline: Path | None) -> list[Run]:

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from vita_eval.scorers.base import METRIC_PATH
+
 # What VLMEvalKit's MMBench abbreviations stand for (report_acc's l2 names).
 MMBENCH_L2 = {"CP": "coarse perception", "FP-S": "fine-grained perception, single instance",
               "FP-C": "fine-grained perception, cross instance", "LR": "logic reasoning",
@@ -36,8 +38,8 @@ POINTS, FRACTION, PERCENT, COUNT = Scale("points", 2), Scale("fraction", 4), Sca
 
 
 def _videomme_vita(metric: str) -> bool:
-    """VITA's own parser writes plain duration keys in percent; VLMEvalKit's are `duration|...` fractions."""
-    return "|" not in metric
+    """VITA's own parser writes plain duration keys in percent; VLMEvalKit's nest duration / ... fractions."""
+    return METRIC_PATH not in metric
 
 
 def scale_of(scorer: str | None, metric: str) -> Scale | None:
@@ -79,14 +81,14 @@ def metric_name(scorer: str | None, metric: str) -> str:
 
 
 def _videomme_name(metric: str) -> str:
-    parts = metric.split("|")
+    parts = metric.split(METRIC_PATH)
     if len(parts) == 1:  # VITA's parser
         return "overall accuracy" if metric == "overall" else f"{metric} videos"
     duration, rest = parts[0], parts[1:]
     scope = "" if duration == "overall" else f"{duration} videos"
     if rest == ["overall"]:
         return "overall accuracy" if not scope else scope
-    what = f"{rest[0].replace('_', ' ')}: {rest[1]}" if len(rest) == 2 else "|".join(rest)
+    what = f"{rest[0].replace('_', ' ')}: {rest[1]}" if len(rest) == 2 else METRIC_PATH.join(rest)
     return f"{scope} · {what}" if scope else what
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from vita_eval.config import ConfigError
 from vita_eval.fsio import read_json
+from vita_eval.scorers.base import flat_metrics
 
 
 class NotARunDirectory(ConfigError):
@@ -41,7 +42,8 @@ class SuiteResult:
 
     @property
     def metrics(self) -> dict[str, Any]:
-        return self.scores.get("metrics", {})
+        """One name per value: nested metrics (Video-MME's rating layout) as `flat_metrics` key paths."""
+        return flat_metrics(self.scores.get("metrics", {}))
 
     @property
     def headline(self) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from vita_eval.reports.metrics import format_value, metric_name, scale_of, with_unit
+from vita_eval.scorers.base import flat_metrics
 
 STATUS_TEXT = {"not_run": "NOT RUN", "not_scored": "NOT SCORED"}
 
@@ -13,7 +14,7 @@ def _rows(name: str, scores: Mapping[str, Any]) -> list[list[str]]:
     n, failed = str(scores.get("n", "")), str(scores.get("n_failed", ""))
     partial = scores.get("partial")
     flag = f"partial ({partial['n']} of {partial['of']})" if partial else ""
-    metrics = scores.get("metrics") or {}
+    metrics = flat_metrics(scores.get("metrics") or {})
     if status in STATUS_TEXT:
         return [[name, STATUS_TEXT[status], "—", n, failed, flag]]
     headline = [m for m in scores.get("headline") or list(metrics)[:1] if m in metrics]

@@ -23,6 +23,7 @@ from vita_eval.types import Output, Request, Sample
 
 class EvalModel(Protocol):
     name: str
+    dtype: str
     identity: dict[str, Any]
 
     def generate(self, requests: Sequence[Request]) -> list[Output]: ...

@@ -26,6 +26,7 @@ from vita_eval.runner.inference import check_fingerprint, infer_suite
 from vita_eval.runner.preflight import Plan, judge_spec_for, plan_run
 from vita_eval.runner.records import merge_records, read_records
 from vita_eval.runner.scoring import score_suite
+from vita_eval.scorers.base import literal_text
 from vita_eval.scorers.predictions import predictions_from_records
 from vita_eval.suites import SuiteSpec, load_suite_data
 from vita_eval.types import Sample, SuiteData, SuiteError
@@ -180,17 +181,22 @@ def run_one_suite(spec: SuiteSpec, path: Path, cfg: RunConfig, model: Any, judge
                  "samples_per_s": round(stats.samples_per_s, 3), "n_inferred_now": stats.n_new,
                  "n_resumed": stats.n_done_before, "warnings": warnings}
         records = {uid: asdict(rec) for uid, rec in read_records(suite_dir).items()}
-        predictions = predictions_from_records(records[s.uid] for s in samples if s.uid in records)
+        predictions = predictions_from_records((records[s.uid] for s in samples if s.uid in records),
+                                               literal=literal_text(spec.scorer))
         return score_suite(spec, data, predictions, suite_dir, profile=cfg.profile, judge=judges.for_suite(spec),
                            model_name=model.name, extra=extra, asr_normalizer=cfg.asr_normalizer, records=records,
                            partial=partial)
 
 
-def run(cfg: RunConfig, plan: Plan | None = None, *, force: bool = False) -> RunResult:
-    """Run a checked plan (or check `cfg` first); returns the run directory and every suite's scores."""
+def run(cfg: RunConfig, *, force: bool = False) -> Path:
+    """Check `cfg`, run it, return the run directory (`run_plan` also returns every suite's scores)."""
+    return run_plan(plan_run(cfg, force=force)).out
+
+
+def run_plan(plan: Plan) -> RunResult:
+    """Run a checked plan: the run directory, every suite's scores.json content and the phase times."""
     phases = Phases()
     started = time.time()
-    plan = plan or plan_run(cfg, force=force)
     cfg = plan.cfg
     device = pick_device(cfg.device)
     dist = init_distributed(device)

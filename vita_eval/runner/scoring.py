@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from vita_eval import fsio
-from vita_eval.scorers.base import ScoreResult, get_scorer
+from vita_eval.scorers.base import ScoreResult, flat_metrics, get_scorer
 from vita_eval.scorers.predictions import write_vlmevalkit_xlsx
 from vita_eval.scorers.profiles import get_profile
 from vita_eval.suites import SuiteSpec
@@ -39,7 +39,11 @@ def _failures(data: SuiteData, result: ScoreResult | None) -> list[dict[str, str
 
 
 def resolve_categories(spec: SuiteSpec, metrics: dict[str, Any]) -> dict[str, list[str]]:
-    """Category lists from the suite YAML: names, `prefix*` patterns, or `"*"` (every other number)."""
+    """Category lists from the suite YAML: names, `prefix*` patterns, or `"*"` (every other number).
+
+    Names of nested metrics are their key paths joined as `flat_metrics` joins them.
+    """
+    metrics = flat_metrics(metrics)
     numeric = [m for m, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     explicit = {m for v in spec.categories.values() if isinstance(v, list) for m in v}
     out: dict[str, list[str]] = {}
@@ -130,6 +134,7 @@ def score_suite(spec: SuiteSpec, data: SuiteData, predictions: pd.DataFrame, out
         "preset": spec.preset,
         "judge": result.judge if result else {"identity": getattr(judge, "identity", "none")},
         "metrics": result.metrics if result else {},
+        **({"printed": result.printed} if result and result.printed else {}),
         "headline": list(spec.headline),
         "categories": resolve_categories(spec, result.metrics) if result else {},
         "n": len(data.table) + len(data.problems),

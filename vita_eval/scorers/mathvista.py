@@ -84,6 +84,9 @@ class MathVistaScorer:
     """MathVista: VLMEvalKit's judge extraction then its exact-match rules, accuracy per task and skill."""
 
     name = "mathvista"
+    data_columns = (  # what `score` reads from the dataset rows
+        "index", "question", "answer", "question_type", "answer_type", "answer_option", "choices", "task", "skills",
+    )
 
     def score(
         self, data: pd.DataFrame, predictions: pd.DataFrame, *, profile: Profile | str, judge: Any | None

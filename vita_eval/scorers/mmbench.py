@@ -20,7 +20,7 @@ from vita_eval.registry import register
 from vita_eval.scorers.base import ScoreResult, ratio, weighted_sums
 from vita_eval.scorers.judge_prompts import mcq_prompt
 from vita_eval.scorers.judging import MCQ_TEMPERATURES, first_accepted, usable_judge
-from vita_eval.scorers.matching import can_infer
+from vita_eval.scorers.matching import API_FAILURE, can_infer, can_infer_in_place
 from vita_eval.scorers.predictions import align, prediction_text
 from vita_eval.scorers.profiles import Profile, resolve_profile
 
@@ -53,13 +53,22 @@ class OptionExtractor:
         return can_infer(prediction, choices, self.generation) or None
 
     def __call__(self, question: Any, choices: dict[str, Any], prediction: str) -> str:
-        matched = self.match(prediction, choices)
+        prompt = mcq_prompt(question, choices, prediction)  # upstream builds option_str before matching
+        working = dict(choices)  # the one dict upstream matches the prediction and every judge reply against
+
+        def match(answer: str) -> str | None:
+            return can_infer_in_place(answer, working, self.generation) or None
+
+        matched = match(prediction)
         if matched is not None:
             return matched
         if self.judge is None:
             return "Z"  # "Failed in Prefetch, no GPT-based answer matching under `exact_matching` policy."
-        prompt = mcq_prompt(question, choices, prediction)
-        judged = first_accepted(self.judge, prompt, MCQ_TEMPERATURES, lambda reply: self.match(reply, choices))
+
+        def match_reply(reply: str) -> str | None:
+            return None if API_FAILURE in reply else match(reply)  # a failed reply is not matched upstream
+
+        judged = first_accepted(self.judge, prompt, MCQ_TEMPERATURES, match_reply)
         if judged is not None:
             return judged
         self.random_fallbacks += 1
@@ -103,6 +112,7 @@ class MMBenchScorer:
     """MMBench CircularEval: VLMEvalKit's option matcher (three generations), judge fallback, L2 categories."""
 
     name = "mmbench"
+    data_columns = ("index", "question", "A", "B")  # what `score` reads from the dataset rows
 
     def score(
         self,
