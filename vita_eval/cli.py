@@ -203,7 +203,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                                    "suites); any flag replaces only its own setting. Re-running the same command "
                                    "resumes it.")
     p.add_argument("--config", type=Path, metavar="YAML",
-                   help="YAML run config, keys as in vita_eval/config.py" + _default("benchmarks/default.yaml"))
+                   help="YAML run config, keys as in vita_eval/config.py"
+                        + _default("benchmarks/default.yaml, the embedded run, unless --model is given"))
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
                    help="continue the run in RUN_DIR with the settings stored in its run.json (default: none)")
     p.add_argument("--force", action="store_true",
