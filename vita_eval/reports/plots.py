@@ -116,7 +116,7 @@ def _published(ax: Axes, rows: Sequence[MetricComparison], x: np.ndarray, refere
     return drawn
 
 
-def _deltas(ax: Axes, rows: Sequence[MetricComparison], labels: Sequence[str]) -> None:
+def _deltas(ax: Axes, rows: Sequence[MetricComparison], labels: Sequence[str], value_top: float) -> None:
     """Δ = run − baseline per metric with its paired 95% CI; hollow markers when p >= 0.05."""
     others = labels[1:]
     width = 0.8 / len(labels)
@@ -141,6 +141,11 @@ def _deltas(ax: Axes, rows: Sequence[MetricComparison], labels: Sequence[str]) -
                 va="center", fontsize=8, color="#777777")
         ax.set_yticks([])
     ax.axhline(0, color="black", linewidth=0.8)
+    ax.margins(y=0.2)  # markers at the extremes stay inside the strip
+    low, high = ax.get_ylim()
+    if high - low < 1e-9 * max(1.0, value_top):  # every Δ and CI is 0: a readable band on the values' scale
+        ax.set_ylim(-0.1 * value_top, 0.1 * value_top)
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
     ax.set_xticks(x, [_tick(row) for row in rows], fontsize=7)
     ax.set_xlim(-0.5, len(rows) - 0.5)
     ax.set_ylabel("Δ vs baseline\n(filled: p < 0.05)", fontsize=7)
@@ -169,7 +174,7 @@ def plot_headline(rows: Sequence[MetricComparison], labels: Sequence[str], path:
         _bars(top, block, labels, references)
         top.tick_params(axis="x", labelbottom=False)
         bottom = fig.add_subplot(inner[1], sharex=top)
-        _deltas(bottom, block, labels)
+        _deltas(bottom, block, labels, top.get_ylim()[1])
     if suites:
         handles, names = [], []
         for ax in fig.axes:
