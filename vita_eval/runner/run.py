@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from vita_eval import fsio, registry
-from vita_eval.config import RunConfig
+from vita_eval.config import ConfigError, RunConfig
 from vita_eval.data.checksums import file_md5
 from vita_eval.models import load_model
 from vita_eval.models.vita import pick_device, pick_dtype
@@ -103,8 +103,8 @@ def _check_run_dir(out: Path, identity: dict[str, Any]) -> None:
     old = (fsio.read_json(out / "run.json") or {}).get("model", {})
     keys = ("path", "config_sha256", "index_sha256")
     if old and any(old.get(k) != identity.get(k) for k in keys):
-        raise SystemExit(f"{out} holds results of another model ({old.get('path')}, other weights); "
-                         "choose another --out")
+        raise ConfigError(f"{out} holds results of another model ({old.get('path')}, other weights); "
+                          "choose another --out")
 
 
 def limited(samples: list[Sample], limit: int | None, group_by: str | None) -> list[Sample]:
