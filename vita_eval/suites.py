@@ -41,6 +41,7 @@ class SuiteSpec:
     categories: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     speech_out: bool | dict[str, Any] | None = None  # speak the answers too (vita_eval.speech.suite.SpeechOptions)
+    group_by: str | None = None  # sample field whose samples belong together: --limit keeps them whole
 
     def md5_for(self, profile: str) -> str | None:
         if isinstance(self.md5, dict):

@@ -33,7 +33,9 @@ def model_dump(
     out: str | Path = "vita_dump.safetensors",
 ) -> Path:
     """Run one query and write input_ids, pixel_values, image/audio embeddings, inputs_embeds,
-    last_hidden_state, last_logits (fp32, final position, full stored vocab) and greedy ids."""
+    last_hidden_state, last_logits (fp32, final position, full stored vocab) and greedy ids.
+
+    The metadata holds the prompt and, when tokens were generated, their text (`generated_text`)."""
     query = load_query(prompt, images, video, audio, max_tiles)  # media errors come before the model load
     engine = VitaInference.from_pretrained(model_dir, device=device, dtype=dtype)
     model = engine.model
@@ -53,11 +55,12 @@ def model_dump(
     tensors["inputs_embeds"] = embeds[0].float()
     tensors["last_hidden_state"] = hidden.float()
     tensors["last_logits"] = model.lm_head(hidden[-1]).float()
+    metadata = {"prompt": prepared.prompt, "dtype": dtype, "device": device}
     if max_new_tokens > 0:
         ids = engine.decode(embeds, max_new_tokens=max_new_tokens)[0]
         tensors["generated_ids"] = torch.tensor(ids, dtype=torch.long)
+        metadata["generated_text"] = engine.tokenizer.decode(ids, skip_special_tokens=False)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(out),
-              metadata={"prompt": prepared.prompt, "dtype": dtype, "device": device})
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(out), metadata=metadata)
     return out

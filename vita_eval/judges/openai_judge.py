@@ -183,7 +183,7 @@ class OpenAIJudge(CachedJudge):
                     self._sleep(self._rng.random() * 2 * self.wait)
         log.warning("judge %s is not working: %s", self.identity, self.last_error)
         self._shared["dead"] = self.last_error
-        self._record(failures=1)
+        self._record(failures=1)  # the probe prompt failed: usage stats agree with the "not working" note
         return False
 
     def _note_failure(self, fail: _Failure, attempt: int, tries: int) -> None:

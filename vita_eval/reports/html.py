@@ -1,7 +1,7 @@
 """report.md as one self-contained HTML file (PNG plots embedded as base64).
 
 Converts only the Markdown subset markdown.py emits (headings, pipe tables,
-bullet lists, images, paragraphs, `code` and **bold**), so no Markdown library
+bullet lists, images, paragraphs, `code`, **bold** and links to sibling pages), so no Markdown library
 is needed and the HTML cannot drift from report.md's content.
 """
 from __future__ import annotations
@@ -19,9 +19,10 @@ th{background:#f3f3f3}td{white-space:nowrap}code{background:#f3f3f3;padding:0 3p
 
 
 def inline(text: str) -> str:
-    """Escape, then render `code` and **bold** spans."""
+    """Escape, then render `code`, **bold** and [links](relative.html) spans."""
     out = html.escape(text, quote=False)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    out = re.sub(r"\[([^\]]+)\]\(([\w./-]+\.html)\)", r'<a href="\2">\1</a>', out)
     return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
 
 

@@ -14,7 +14,21 @@ from typing import Any
 import pandas as pd
 
 from vita_eval import fsio
+from vita_eval.config import ConfigError
 from vita_eval.scorers.base import flat_metrics
+
+
+class NotARunDirectory(ConfigError):
+    """A folder given to `report` holds no scored suite."""
+
+
+# Scorer notes that are warnings (the rest, such as "WER with the wenet normalizer", are settings).
+ATTENTION_PHRASES = ("not working", "unavailable", "md5 mismatch", "cannot be run", "cannot be scored",
+                     "judge failed", "would crash", "would refuse")
+
+
+def is_attention(note: str) -> bool:
+    return any(phrase in note for phrase in ATTENTION_PHRASES)
 
 
 @dataclass(frozen=True)
@@ -42,6 +56,11 @@ class SuiteResult:
     @property
     def scorer(self) -> str | None:
         return self.scores.get("scorer")
+
+    @property
+    def setting_notes(self) -> list[str]:
+        """The scorer's notes that describe settings, not problems (provenance, not the Attention section)."""
+        return [note for note in self.scores.get("notes") or [] if not is_attention(note)]
 
 
 @dataclass(frozen=True)
@@ -88,7 +107,9 @@ def read_run(path: Path, label: str | None = None) -> Run:
     info = fsio.read_json(run_json, default={})  # damaged: no provenance, the scores still count
     suite_dirs = sorted(p.parent for p in path.glob("*/scores.json"))
     if not suite_dirs:
-        raise FileNotFoundError(f"no <suite>/scores.json under {path}")
+        what = "does not exist" if not path.exists() else "has no <suite>/scores.json"
+        raise NotARunDirectory(f"{path} {what}: not a vita-eval run directory (give the folder `vita-eval run` "
+                               "printed as 'run directory')")
     suites = {result.suite: result for result in map(read_suite, suite_dirs) if result is not None}
     return Run(path=path, label=label or default_label(path, info), info=info, suites=suites)
 

@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 import jiwer
+import numpy as np
 import pandas as pd
 
 from vita_eval.registry import register
 from vita_eval.scorers.asr_normalizers import NORMALIZERS
-from vita_eval.scorers.base import ScoreResult
+from vita_eval.scorers.base import ScoreResult, ratio, weighted_sums
 from vita_eval.scorers.predictions import align, reject_rows
 from vita_eval.scorers.profiles import Profile, resolve_profile
 from vita_eval.types import SuiteError
@@ -155,6 +156,31 @@ class ASRScorer:
             out[METRIC_BY_LANGUAGE[str(language)]] = errors / totals["N"] * 100 if totals["N"] else 0.0
             prefix = "" if len(groups) == 1 else f"{language}|"
             out.update({prefix + k: v for k, v in totals.items()})
+        return out
+
+    def aggregate_weighted(self, per_sample: pd.DataFrame, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """`aggregate` for every row of `weights` (resamples x rows): weighted S, D, I, N sums per language.
+
+        As in `aggregate`, keys are prefixed only when several languages are present, so a resample
+        that loses a language of a mixed set has no value for the prefixed keys.
+        """
+        languages = sorted(set(per_sample["language"])) if len(per_sample) else []
+        counts = {k: per_sample[k].to_numpy(dtype=np.float64) for k in ("S", "D", "I", "N")}
+        columns = {}
+        for language in languages:
+            inside = (per_sample["language"] == language).to_numpy(dtype=np.float64)
+            columns |= {(language, "rows"): inside, **{(language, k): inside * v for k, v in counts.items()}}
+        sums = weighted_sums(weights, columns)
+        present = {language: sums[(language, "rows")] > 0 for language in languages}
+        n_present = sum((p.astype(int) for p in present.values()), np.zeros(len(weights), dtype=int))
+        out: dict[str, np.ndarray] = {}
+        for language in languages:
+            totals = {k: sums[(language, k)] for k in counts}
+            rate = np.where(totals["N"] > 0, ratio(totals["S"] + totals["D"] + totals["I"], totals["N"], 100), 0.0)
+            out[METRIC_BY_LANGUAGE[str(language)]] = np.where(present[language], rate, np.nan)
+            prefix = "" if len(languages) == 1 else f"{language}|"
+            same_keys = present[language] & ((n_present == 1) == (len(languages) == 1))
+            out.update({prefix + k: np.where(same_keys, v, np.nan) for k, v in totals.items()})
         return out
 
 

@@ -6,12 +6,17 @@ keeps one row per scored unit with a `cluster` column (the image, video or
 circular group that samples share) plus whatever its `aggregate` function needs,
 so that reports can bootstrap any metric by resampling clusters and calling the
 same `aggregate` again: one source of truth for every number.
+
+A scorer may add `aggregate_weighted(per_sample, weights)`: the same numbers for many
+resamples at once, where `weights[b, row]` is how often a row appears in resample b.
+Reports use it only after checking it against `aggregate` on the table itself.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Mapping, Protocol
 
+import numpy as np
 import pandas as pd
 
 
@@ -73,6 +78,22 @@ def get_scorer(name: str) -> Scorer:
     from vita_eval.registry import get
 
     return get("scorer", name)()
+
+
+def weighted_sums(weights: np.ndarray, columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Per resample, sum over rows of weight x column, for every column in one matrix product."""
+    names = list(columns)
+    if not names:
+        return {}
+    matrix = np.column_stack([np.asarray(columns[name], dtype=np.float64) for name in names])
+    totals = weights @ matrix
+    return {name: totals[:, i] for i, name in enumerate(names)}
+
+
+def ratio(numerator: np.ndarray, denominator: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """numerator / denominator x scale, NaN where the denominator is 0 (an empty group has no value)."""
+    safe = np.where(denominator > 0, denominator, 1.0)
+    return np.where(denominator > 0, numerator / safe * scale, np.nan)
 
 
 def literal_text(scorer: str) -> bool:

@@ -10,10 +10,11 @@ import ast
 from collections import defaultdict
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from vita_eval.registry import register
-from vita_eval.scorers.base import ScoreResult
+from vita_eval.scorers.base import ScoreResult, ratio, weighted_sums
 from vita_eval.scorers.judge_prompts import mathvista_prompt
 from vita_eval.scorers.judging import RISING_TEMPERATURES, first_accepted, judge_map, usable_judge
 from vita_eval.scorers.matching import can_infer
@@ -169,6 +170,18 @@ class MathVistaScorer:
     def aggregate(self, per_sample: pd.DataFrame) -> dict[str, float]:
         """{"Overall": acc, "<skill or task>": acc, ...} as percentages, in MathVista_acc row order."""
         return {row["Task&Skill"]: float(row["acc"]) for _, row in self.table(per_sample).iterrows()}
+
+    @staticmethod
+    def aggregate_weighted(per_sample: pd.DataFrame, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """`aggregate` for every row of `weights` (resamples x rows): a row counts once per key it lists."""
+        keys: dict[str, np.ndarray] = {}
+        for row, (task, skills) in enumerate(per_sample[["task", "skills"]].itertuples(index=False)):
+            for key in ["Overall", *skills, task]:
+                keys.setdefault(key, np.zeros(len(per_sample)))[row] += 1
+        hit = per_sample["hit"].to_numpy(dtype=np.float64)
+        tot = weighted_sums(weights, keys)
+        hits = weighted_sums(weights, {key: times * hit for key, times in keys.items()})
+        return {key: ratio(hits[key], tot[key], 100) for key in keys}
 
 
 register("scorer", "mathvista")(MathVistaScorer)

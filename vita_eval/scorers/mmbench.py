@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from vita_eval.registry import register
-from vita_eval.scorers.base import ScoreResult
+from vita_eval.scorers.base import ScoreResult, ratio, weighted_sums
 from vita_eval.scorers.judge_prompts import mcq_prompt
 from vita_eval.scorers.judging import MCQ_TEMPERATURES, first_accepted, judge_map, usable_judge
 from vita_eval.scorers.matching import API_FAILURE, can_infer, can_infer_in_place
@@ -268,6 +268,25 @@ class MMBenchScorer:
                     name = L2_ABBREVIATIONS.get(ability, ability)
                     metrics[f"{prefix}{name}"] = _mean_by_split(per_sample[per_sample[column] == ability], split)
         return metrics
+
+    def aggregate_weighted(self, per_sample: pd.DataFrame, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """`aggregate` for every row of `weights` (resamples x rows): weighted hit rates of the same groups."""
+        splits = sorted(set(per_sample["split"]), key=str)
+        hit = per_sample["hit"].to_numpy(dtype=np.float64)
+        groups: dict[str, np.ndarray] = {}
+        for split in splits:
+            prefix = f"{split}|" if len(splits) > 1 else ""
+            in_split = (per_sample["split"] == split).to_numpy()
+            groups[f"{prefix}Overall"] = in_split
+            for column in ("l2-category", "category"):
+                if column not in per_sample:
+                    continue
+                for ability in sorted(set(per_sample[column])):
+                    name = L2_ABBREVIATIONS.get(ability, ability)
+                    groups[f"{prefix}{name}"] = in_split & (per_sample[column] == ability).to_numpy()
+        rows = weighted_sums(weights, {name: mask for name, mask in groups.items()})
+        hits = weighted_sums(weights, {name: mask * hit for name, mask in groups.items()})
+        return {name: ratio(hits[name], rows[name]) for name in groups}
 
 
 register("scorer", "mmbench")(MMBenchScorer)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from vita_eval.registry import register
-from vita_eval.scorers.base import ScoreResult
+from vita_eval.scorers.base import ScoreResult, ratio, weighted_sums
 from vita_eval.scorers.judge_prompts import yorn_prompt
 from vita_eval.scorers.judging import RISING_TEMPERATURES, first_accepted, judge_map, usable_judge
 from vita_eval.scorers.predictions import align, empty_answer, prediction_text
@@ -152,6 +152,50 @@ class MMEScorer:
             "reasoning": sum(categories[c] for c in REASONING if c in categories),
             **categories,
         }
+
+    def aggregate_weighted(self, per_sample: pd.DataFrame, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """`aggregate` for every row of `weights` (resamples x rows) at once: acc and acc+ as weighted means.
+
+        acc+ pairs each image's first two rows as `_acc_plus` does; an image without a second row makes
+        acc+ NaN in every resample that draws it, as it does there.
+        """
+        score = per_sample["score"].to_numpy(dtype=np.float64)
+        head, product, lone = _first_pairs(per_sample, score)
+        columns: dict[Any, np.ndarray] = {}
+        names = list(dict.fromkeys(per_sample["category"]))
+        for c in names:
+            inside = (per_sample["category"] == c).to_numpy(dtype=np.float64)
+            columns |= {(c, "n"): inside, (c, "hit"): inside * score, (c, "images"): inside * head,
+                        (c, "both"): inside * product, (c, "lone"): inside * lone}
+        sums = weighted_sums(weights, columns)
+        categories = {}
+        for c in names:
+            acc_plus = ratio(sums[(c, "both")], sums[(c, "images")], 100)
+            categories[c] = ratio(sums[(c, "hit")], sums[(c, "n")], 100) + np.where(sums[(c, "lone")] > 0, np.nan,
+                                                                                     acc_plus)
+        present = {c: sums[(c, "n")] > 0 for c in names}
+
+        def total(group: tuple[str, ...]) -> np.ndarray:
+            return sum((np.where(present[c], categories[c], 0.0) for c in group if c in categories),
+                       np.zeros(len(weights)))
+
+        return {"perception": total(PERCEPTION), "reasoning": total(REASONING),
+                **{c: np.where(present[c], categories[c], np.nan) for c in names}}
+
+
+def _first_pairs(per_sample: pd.DataFrame, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: 1 on each image's first row (file order, `row`), the product of its first two rows' scores
+    there, and 1 where that image has no second row."""
+    head, product, lone = np.zeros(len(score)), np.zeros(len(score)), np.zeros(len(score))
+    order = per_sample["row"].to_numpy() if "row" in per_sample else np.arange(len(score))
+    for positions in per_sample.groupby(["category", "cluster"], sort=False).indices.values():
+        positions = positions[np.argsort(order[positions], kind="stable")]
+        head[positions[0]] = 1.0
+        if len(positions) > 1:
+            product[positions[0]] = score[positions[0]] * score[positions[1]]
+        else:
+            lone[positions[0]] = 1.0
+    return head, product, lone
 
 
 register("scorer", "mme")(MMEScorer)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from vita_eval.registry import register
-from vita_eval.scorers.base import ScoreResult
+from vita_eval.scorers.base import METRIC_PATH, ScoreResult, ratio, weighted_sums
 from vita_eval.scorers.judging import usable_judge
 from vita_eval.scorers.mmbench import OptionExtractor
 from vita_eval.scorers.predictions import align, index_key, prediction_text, vlmevalkit_rows
@@ -300,6 +300,43 @@ class VideoMMEScorer:
                 correct_all += int(part["score"].sum())
                 total_all += total
         metrics["overall"] = correct_all / total_all * 100 if total_all else float("nan")
+        return metrics
+
+    def aggregate_weighted(self, per_sample: pd.DataFrame, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """`aggregate` for every row of `weights` (resamples x rows) at once: weighted means of the same groups,
+        named as `flat_metrics(aggregate(...))` names them."""
+        if len(per_sample) and (per_sample["parser"] == "vita").all():
+            return self._vita_accuracy_weighted(per_sample, weights)
+        score = per_sample["score"].to_numpy(dtype=np.float64)
+        valid = score >= 0  # NaN compares False, as in `dimension_means`
+        score = np.where(valid, score, 0.0)
+        groups: dict[str, np.ndarray] = {}
+        for duration in (*DURATIONS, "overall"):
+            part = valid if duration == "overall" else valid & (per_sample["duration"] == duration).to_numpy()
+            groups[METRIC_PATH.join((duration, "overall"))] = part
+            for column, values in DIMENSIONS.items():
+                column_values = per_sample[column].to_numpy()
+                groups.update({METRIC_PATH.join((duration, column, v)): part & (column_values == v) for v in values})
+        rows = weighted_sums(weights, groups)
+        hits = weighted_sums(weights, {name: mask * score for name, mask in groups.items()})
+        return {name: ratio(hits[name], rows[name]) for name in groups}
+
+    @staticmethod
+    def _vita_accuracy_weighted(per_sample: pd.DataFrame, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """`_vita_accuracy` per resample: categories count when a resample holds any of their rows."""
+        score = per_sample["score"].to_numpy(dtype=np.float64)
+        metrics: dict[str, np.ndarray] = {}
+        correct_all = total_all = np.zeros(len(weights))
+        for duration in DURATIONS:
+            part = (per_sample["duration"] == duration).to_numpy()
+            categories = sorted(set(per_sample.loc[part, "sub_category"]))
+            present = weighted_sums(weights, {c: part & (per_sample["sub_category"] == c).to_numpy()
+                                              for c in categories})
+            total = VITA_QUESTIONS_PER_CATEGORY * sum((v > 0 for v in present.values()), np.zeros(len(weights)))
+            correct = weighted_sums(weights, {"c": part * score})["c"]
+            metrics[duration] = ratio(correct, total, 100)
+            correct_all, total_all = correct_all + np.where(total > 0, correct, 0), total_all + total
+        metrics["overall"] = ratio(correct_all, total_all, 100)
         return metrics
 
 

@@ -267,15 +267,18 @@ def speak_suite(spec: Any, data: SuiteData, answers: dict[str, str], suite_dir: 
     return scores
 
 
-def speak_suite_of_run(spec: Any, cfg: Any, data: SuiteData, records: dict[str, Any], model: Any, suite_dir: Path,
-                       judge: Any) -> dict[str, Any] | None:
-    """The run's hook: nothing unless the suite asks for speech; a suite that cannot speak says why."""
+def speak_suite_of_run(spec: Any, cfg: Any, data: SuiteData, records: dict[str, dict[str, Any]], model: Any,
+                       suite_dir: Path, judge: Any) -> dict[str, Any] | None:
+    """The run's hook: nothing unless the suite asks for speech; a suite that cannot speak says why.
+
+    `records` maps uid -> the samples.jsonl record (a dict) of the suite's text answers."""
     options = SpeechOptions.resolve(getattr(spec, "speech_out", None),
                                     cfg.suite_args.get(spec.name, {}).get("speech_out"))
     if options is None:
         return None
     keep = {s.uid for s in data.samples}
-    answers = {u: r.answer for u, r in records.items() if u in keep and r.error is None and r.answer is not None}
+    answers = {u: r["answer"] for u, r in records.items()
+               if u in keep and r.get("error") is None and r.get("answer") is not None}
     try:
         synthesize = model_synthesizer(model, options)
     except SuiteError as exc:
