@@ -9,6 +9,7 @@ registry's `suites` kind.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ class SuiteSpec:
     headline: tuple[str, ...] = ()
     categories: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    speech_out: bool | dict[str, Any] | None = None  # speak the answers too (vita_eval.speech.suite.SpeechOptions)
+    group_by: str | None = None  # sample field whose samples belong together: --limit keeps them whole
 
     def md5_for(self, profile: str) -> str | None:
         if isinstance(self.md5, dict):
@@ -95,12 +98,21 @@ def data_path(spec: SuiteSpec, root: Path, override: str | Path | None = None) -
     return Path(override) if override else root / spec.path
 
 
-def load_suite_data(spec: SuiteSpec, path: Path) -> SuiteData:
-    """The suite's registered loader on its official layout: `loader(path, suite=NAME, **loader_args)`."""
+def load_suite_data(spec: SuiteSpec, path: Path, *, allow_outside_root: bool = False) -> SuiteData:
+    """The suite's registered loader on its official layout: `loader(path, suite=NAME, **loader_args)`.
+
+    `allow_outside_root=True` (the run setting) is passed on as the loader keyword of that name,
+    so media paths may leave the data root; a loader without that keyword cannot honour it.
+    """
     if not path.exists():
         raise SuiteError(f"{spec.name}: data not found at {path} (set --data-root / $LMUData or --data)")
     try:
         loader = registry.get("loader", spec.loader)
     except registry.RegistryError as exc:
         raise SuiteError(f"{spec.name}: {exc}") from exc
-    return loader(path, suite=spec.name, **spec.loader_args)
+    options = dict(spec.loader_args)
+    if allow_outside_root:
+        if "allow_outside_root" not in inspect.signature(loader).parameters:
+            raise SuiteError(f"{spec.name}: loader {spec.loader!r} has no allow_outside_root option")
+        options["allow_outside_root"] = True
+    return loader(path, suite=spec.name, **options)

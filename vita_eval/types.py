@@ -107,10 +107,12 @@ class SuiteData:
 
     `table` has VLMEvalKit's columns minus media, with an `index` column whose
     string form is each `Sample.uid`. `problems` lists rows that could not be
-    turned into samples at all ({"uid", "reason"}); they count as failed.
+    turned into samples at all ({"uid", "reason"}); they count as failed. `notes` are
+    what loading found about the suite as a whole (a truncated file, ...), for scores.json.
     """
 
     table: pd.DataFrame
     samples: list[Sample]
     files: dict[str, str] = field(default_factory=dict)  # data file path -> md5
     problems: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)

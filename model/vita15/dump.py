@@ -1,14 +1,13 @@
 """Dump the intermediate tensors of one reference-style query, for comparison with the public code.
 
-The prompt is built as `video_audio_demo.py` does (spec §4.3): image → image system prompt and
-`"<image>"*tiles + "\\n" + TEXT`; video → demo frame sampling, video system prompt; audio → `<audio>`
-appended (lang system prompt without an image). Tensors are written with safetensors; only those
-that apply to the query are present.
+The prompt is built as `video_audio_demo.py` does (spec §4.3), by `vita15.demo.load_query` (shared
+with `vita-eval ask`): image → image system prompt and `"<image>"*tiles + "\\n" + TEXT`; video → demo
+frame sampling, video system prompt; audio → `<audio>` appended (lang system prompt without an image). Tensors are written with safetensors; only those that
+apply to the query are present.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Sequence
 
 import numpy as np
@@ -16,20 +15,8 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from .audio_features import load_audio
-from .image_processing import demo_frame_indices, load_image
+from .demo import load_query
 from .inference import VitaInference, pad_audio, prepare_request
-
-
-def _media(images: Sequence[str | Path | Image.Image], video: str | Path | None) -> tuple[list, list]:
-    pil_images = [im if isinstance(im, Image.Image) else load_image(im) for im in images]
-    frames: list[Image.Image] = []
-    if video is not None:
-        from .video_io import open_video
-
-        handle = open_video(video)
-        frames = handle.frames(demo_frame_indices(handle.n_frames, handle.fps))
-    return pil_images, frames
 
 
 @torch.no_grad()
@@ -46,14 +33,13 @@ def model_dump(
     out: str | Path = "vita_dump.safetensors",
 ) -> Path:
     """Run one query and write input_ids, pixel_values, image/audio embeddings, inputs_embeds,
-    last_hidden_state, last_logits (fp32, final position, full stored vocab) and greedy ids."""
+    last_hidden_state, last_logits (fp32, final position, full stored vocab) and greedy ids.
+
+    The metadata holds the prompt and, when tokens were generated, their text (`generated_text`)."""
+    query = load_query(prompt, images, video, audio, max_tiles)  # media errors come before the model load
     engine = VitaInference.from_pretrained(model_dir, device=device, dtype=dtype)
     model = engine.model
-    pil_images, frames = _media(images, video)
-    wave = load_audio(audio) if isinstance(audio, (str, Path)) else audio
-    request = SimpleNamespace(text=prompt, images=pil_images, frames=frames, audio=wave, max_tiles=max_tiles,
-                              modality="video" if frames else "image")
-    prepared = prepare_request(request, engine.tokenizer, engine.dither)
+    prepared = prepare_request(query, engine.tokenizer, engine.dither)
     tensors: dict[str, torch.Tensor] = {"input_ids": prepared.input_ids}
     image_embeds = audio_embeds = None
     if prepared.pixel_values is not None:
@@ -69,11 +55,12 @@ def model_dump(
     tensors["inputs_embeds"] = embeds[0].float()
     tensors["last_hidden_state"] = hidden.float()
     tensors["last_logits"] = model.lm_head(hidden[-1]).float()
+    metadata = {"prompt": prepared.prompt, "dtype": dtype, "device": device}
     if max_new_tokens > 0:
         ids = engine.decode(embeds, max_new_tokens=max_new_tokens)[0]
         tensors["generated_ids"] = torch.tensor(ids, dtype=torch.long)
+        metadata["generated_text"] = engine.tokenizer.decode(ids, skip_special_tokens=False)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(out),
-              metadata={"prompt": prepared.prompt, "dtype": dtype, "device": device})
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(out), metadata=metadata)
     return out

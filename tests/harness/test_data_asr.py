@@ -39,6 +39,7 @@ def opus(path: Path, seconds: float) -> Path:
     return path
 
 
+@pytest.mark.needs_tools('sox')
 def test_librispeech(tmp_path: Path) -> None:
     chapter = tmp_path / "test-other" / "1688" / "142285"
     tone(chapter / "1688-142285-0000.flac", 0.3)
@@ -60,6 +61,7 @@ def test_librispeech(tmp_path: Path) -> None:
             data.samples[1].audio.load()
 
 
+@pytest.mark.needs_tools('sox')
 def test_aishell_any_depth_and_intersection(tmp_path: Path) -> None:
     root = tmp_path / "data_aishell"
     for uid in ["BAC009S0764W0121", "BAC009S0764W0122", "BAC009S0764W0999"]:
@@ -78,6 +80,7 @@ def test_aishell_any_depth_and_intersection(tmp_path: Path) -> None:
 
 
 @needs_audio
+@pytest.mark.needs_tools('sox')
 def test_aishell_decodes(tmp_path: Path) -> None:
     tone(tmp_path / "wav" / "test" / "S1" / "U1.wav", 0.25, rate=16000)
     (tmp_path / "transcript").mkdir()
@@ -124,6 +127,7 @@ def test_wenetspeech_bad_metadata(tmp_path: Path) -> None:
         load_wenetspeech(tmp_path, suite="x")
 
 
+@pytest.mark.needs_tools('sox')
 def test_manifest(tmp_path: Path) -> None:
     tone(tmp_path / "clips" / "a.wav", 1.0, rate=8000)
     lines = [
@@ -148,6 +152,7 @@ def test_manifest(tmp_path: Path) -> None:
         assert abs(len(data.samples[1].audio.load()) - 8000) <= 160
 
 
+@pytest.mark.needs_tools('sox')
 def test_duplicate_ids(tmp_path: Path) -> None:
     tone(tmp_path / "a.wav", 0.1)
     path = tmp_path / "m.jsonl"

@@ -46,13 +46,15 @@ def mme(tmp_path: Path) -> Path:
 
 def test_mme_table_and_images(mme: Path) -> None:
     data = load_tsv_suite(mme, suite="MME", required_columns=["question", "answer", "category"], jpeg_roundtrip=False)
-    assert list(data.table["index"]) == [0, 1, 2, 3]
+    assert list(data.table["index"]) == [0, 1, 2, 3, 4]
     assert all(type(i) is int for i in data.table["index"])
     assert "image" not in data.table.columns
-    assert [s.uid for s in data.samples] == ["0", "1", "2", "3"]
+    assert [s.uid for s in data.samples] == ["0", "1", "2", "3", "4"]
     assert data.samples[0].fields["question"].startswith("Is it red")
-    assert [p["uid"] for p in data.problems] == ["4"]
-    assert "skip_noimg" in data.problems[0]["reason"] and "index=4" in data.problems[0]["reason"]
+    assert data.problems == [] and data.notes == []
+    with pytest.raises(SampleError) as empty:  # an empty image cell fails its own row (VLMEvalKit: skip_noimg)
+        data.samples[4].images[0].load()
+    assert "skip_noimg" in str(empty.value) and "index=4" in str(empty.value)
     assert list(data.files) == [str(mme)] and len(data.files[str(mme)]) == 32
 
     first = data.samples[0].images[0].load()

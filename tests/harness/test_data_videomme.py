@@ -148,3 +148,23 @@ def test_subtitle_lookup(media_root: Path) -> None:
     assert at(30) == ""
     with pytest.raises(SampleError, match="nothere.srt"):
         read_subtitles(media_root / "nothere.srt")
+
+
+def test_data_file_given_directly_in_every_layout(media_root: Path, tmp_path: Path) -> None:
+    """`--data FILE`: the parquet or a TSV of either question layout, under any name; media beside it."""
+    root = copy_root(media_root, tmp_path)
+    frame = hf_frame()
+    (root / "videomme").mkdir()
+    frame.to_parquet(root / "videomme" / "test-00000-of-00001.parquet")
+    head_tsv(frame).to_csv(root / "head.tsv", sep="\t", index=False)
+    july = frame.assign(index=range(3), video=frame["videoID"], video_path="x", subtitle_path="y")
+    july["question"] = july["question"] + "\n" + july["options"].apply("\n".join)
+    july.drop(columns=["options"]).to_csv(root / "july.tsv", sep="\t", index=False)
+    expected = load_videomme(root).table
+    for name, layout in [("videomme/test-00000-of-00001.parquet", LAYOUT_PARQUET), ("head.tsv", LAYOUT_HEAD),
+                         ("july.tsv", LAYOUT_JULY2024)]:
+        data = load_videomme(root / name)
+        assert data.table.attrs["layout"] == layout and list(data.files) == [str(root / name)]
+        pd.testing.assert_frame_equal(data.table[["index", "question", "candidates", "answer"]],
+                                      expected[["index", "question", "candidates", "answer"]], check_dtype=False)
+        assert data.samples[0].fields["video_path"] == str((root / "video" / "vidA.mp4").resolve())

@@ -37,12 +37,17 @@ def test_embedded_default_end_to_end(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     wall = time.perf_counter() - started
     suites = ["MME", "MMBench_DEV_EN", "MathVista_MINI", "Video-MME_8frame", "Video-MME_vita_subs",
-              "LibriSpeech_test_clean", "AISHELL1_test", "WenetSpeech_test_net", "ASR_manifest"]
+              "LibriSpeech_test_clean", "AISHELL1_test", "WenetSpeech_test_net", "ASR_manifest",
+              "LibriSpeech_test_clean_speech"]
     for suite in suites:
         scores = _scores(out, suite)
         assert scores["metrics"], (suite, scores["notes"])
         assert scores["n"] > 0 and scores["n_failed"] == 0, (suite, scores["failures"][:3])
+    speech = json.loads((out / "LibriSpeech_test_clean_speech" / "speech" / "scores.json").read_text())
+    assert speech["n"] == 3 and "wer" in speech["text"] and "wer" in speech["speech"], speech["notes"]
+    assert len(list((out / "LibriSpeech_test_clean_speech" / "speech").glob("*.wav"))) == 3
     assert (out / "report.md").exists() and (out / "run.json").exists()
+    assert "## Speech out: what speaking costs" in (out / "report.md").read_text()
     run = json.loads((out / "run.json").read_text())
     assert run["finished"] and run["versions"]["transformers"] == "5.17.0"
     print(f"embedded default wall time: {wall:.1f} s")
@@ -108,17 +113,19 @@ def test_bad_input_fails_samples_not_the_run(tmp_path: Path) -> None:
     root, out = _broken_root(tmp_path), tmp_path / "bad"
     suites = ["MME", "MMBench_DEV_EN", "Video-MME_8frame", "LibriSpeech_test_clean"]
     proc = _run(["run", "--suites", *suites, "--data-root", str(root), "--out", str(out), "--max-new-tokens", "4"])
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 1, proc.stderr[-3000:]  # one suite could not be run: the run says so and which
+    assert "FAILED MMBench_DEV_EN: " in proc.stderr and "Traceback" not in proc.stderr
     mme = _scores(out, "MME")
     assert mme["n_failed"] >= 1 and any("image" in f["reason"] for f in mme["failures"])
     assert mme["metrics"]  # the other 27 rows are scored
-    assert any("md5 mismatch" in n for n in mme["notes"])  # not the file VLMEvalKit pins: said loudly
+    assert any("md5 mismatch" in w for w in mme["warnings"])  # not the file VLMEvalKit pins: said loudly
     video = _scores(out, "Video-MME_8frame")
     assert video["n_failed"] == 3 and all(".mp4" in f["reason"] for f in video["failures"])  # 3 questions per video
     asr = _scores(out, "LibriSpeech_test_clean")
     assert asr["n_failed"] == 1 and asr["metrics"]
     mmb = _scores(out, "MMBench_DEV_EN")
-    assert not mmb["metrics"] and any("question" in n for n in mmb["notes"])  # says why it cannot be scored
+    assert not mmb["metrics"] and mmb["status"] == "not_run"
+    assert any("question" in w for w in mmb["warnings"])  # says why it cannot be run
     report = (out / "report.md").read_text()
     assert "MMBench_DEV_EN" in report
 

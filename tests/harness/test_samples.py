@@ -17,6 +17,8 @@ from PIL import Image
 
 from vita_eval.data.samples import build_samples
 
+pytestmark = pytest.mark.needs_tools('espeak-ng', 'sox')
+
 REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "benchmarks" / "samples"
 MME_CATEGORIES = {

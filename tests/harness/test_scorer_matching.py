@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from vita_eval.scorers.judge_prompts import mathvista_prompt, mcq_prompt, option_string, yorn_prompt
-from vita_eval.scorers.matching import can_infer, can_infer_option, can_infer_text
+from vita_eval.scorers.matching import can_infer, can_infer_in_place, can_infer_option, can_infer_text
 from vita_eval.scorers.profiles import get_profile
 from vita_eval.scorers.yorn import extract_yes_no, process_punctuation
 
@@ -115,3 +115,51 @@ def test_judge_prompt_snapshots_match_upstream():
     assert digest(mcq_prompt("What is it", {"A": "cat", "B": "dog"}, "a cat")) == "a990d11382244cad"
     assert digest(mcq_prompt("这是什么", {"A": "猫"}, "猫")) == "c8e727df521235da"
     assert digest(mathvista_prompt("Question: 1+1?", "two")) == "e5287afd81cb5e0a"
+
+
+def test_can_infer_text_guard_sums_the_original_option_texts():
+    # VLMEvalKit `can_infer_text` (c3371551, ms-vlmeval 0.0.20 and HEAD): `len(answer.lower()) >
+    # 2 * sum(len(str(v)) for v in choices.values())` runs before the texts are lower-cased; 'İ'.lower()
+    # is two code points, so the lower-cased sum (12) would let this 21-character answer through.
+    answer, choices = "So it must be: Paris.", {"A": "İzmir", "B": "Paris"}
+    assert len(answer) == 21 and 2 * sum(len(v) for v in choices.values()) == 20
+    assert can_infer_text(answer, choices, 2) is False and can_infer(answer, choices, 3) is False
+    assert can_infer(answer, choices, 1) == "B"  # the 2024 matcher has no guard
+    assert can_infer_text("İzmir, surely", choices, 3) == "A"  # the answer side is measured lower-cased
+
+
+def test_can_infer_in_place_lower_cases_the_dict_like_upstream():
+    # upstream lower-cases `choices` in place once past the guard; `extract_answer_from_item` reuses the dict
+    # for the judge's replies, whose guard then sums lower-cased lengths (İzmir -> 6 code points).
+    choices = {"A": "İzmir", "B": "Paris"}
+    assert can_infer_in_place("A or B, unclear", choices, 3) is False
+    assert choices == {"A": "i̇zmir", "B": "paris"}
+    assert can_infer_in_place("So it must be: Paris.", choices, 3) == "B"
+    untouched = {"A": "İzmir", "B": "Paris"}
+    assert can_infer_in_place("x" * 21, untouched, 3) is False and untouched["A"] == "İzmir"  # stopped by the guard
+    assert can_infer_in_place("B", untouched, 3) == "B" and untouched["A"] == "İzmir"  # a letter: no text pass
+
+
+def test_judge_replies_are_matched_against_the_lower_cased_options(scripted_judge):
+    import random
+
+    from vita_eval.scorers.mmbench import OptionExtractor
+
+    judge = scripted_judge(lambda prompt, t: "So it must be: Paris.")
+    extract = OptionExtractor(3, judge, random.Random(0))
+    assert extract("Where?", {"A": "İzmir", "B": "Paris"}, "hmm") == "B"
+    assert "A. İzmir" in judge.prompts[0][0]  # the prompt shows the options as given
+    extract_fresh = OptionExtractor(3, None, random.Random(0))
+    assert extract_fresh("Where?", {"A": "İzmir", "B": "Paris"}, "So it must be: Paris.") == "Z"
+
+
+def test_judge_reply_with_the_api_failure_string_is_not_matched(scripted_judge):
+    import random
+
+    from vita_eval.scorers.mmbench import OptionExtractor
+
+    # `extract_answer_from_item` skips a reply containing "Failed to obtain answer via API" (option text "API")
+    judge = scripted_judge(lambda prompt, t: "Failed to obtain answer via API.")
+    extract = OptionExtractor(3, judge, random.Random(0))
+    extract("Which?", {"A": "api", "B": "sdk"}, "unclear")
+    assert len(judge.prompts) == 3 and extract.random_fallbacks == 1

@@ -101,3 +101,44 @@ def test_mme_dataset_with_a_lone_question_raises():
     lone = data[data["index"] != 0]
     with pytest.raises(SuiteError, match="single scored question"):
         get_scorer("mme").score(lone, preds[preds["index"] != 0], profile="vlmevalkit-2026.08", judge=None)
+
+
+def _ocr_with_a_four_question_image() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """OCR: image a (4 questions: Yes/No/Yes/No answered No/No/Yes/No) and image b (2, both right)."""
+    rows = [("ocr/a.png", "Yes", "No"), ("ocr/a.png", "No", "No"), ("ocr/a.png", "Yes", "Yes"),
+            ("ocr/a.png", "No", "No"), ("ocr/b.png", "Yes", "Yes"), ("ocr/b.png", "No", "No")]
+    data = pd.DataFrame({"index": range(6), "question": "q", "answer": [r[1] for r in rows], "category": "OCR",
+                         "image_path": [r[0] for r in rows]})
+    return data, pd.DataFrame({"index": range(6), "prediction": [r[2] for r in rows]})
+
+
+@pytest.mark.parametrize("profile", ["vlmevalkit-2024.12", "ms-vlmeval-0.0.20"])
+def test_mme_acc_plus_uses_each_images_first_two_rows(profile):
+    # VLMEvalKit `MME_rating` (yorn.py, every pinned version): acc_plus appends `val[0] * val[1]` per
+    # image_path list, whatever its length: image a gives 0 * 1, image b 1 * 1 -> acc+ 50; acc 5/6.
+    data, preds = _ocr_with_a_four_question_image()
+    others = _mme(tuple(c for c in FILE_ORDER if c != "OCR") + REASONING)
+    data = pd.concat([data, others[0].assign(index=others[0]["index"] + 100)], ignore_index=True)
+    preds = pd.concat([preds, others[1].assign(index=others[1]["index"] + 100)], ignore_index=True)
+    result = get_scorer("mme").score(data, preds, profile=profile, judge=None)
+    assert result.metrics["OCR"] == pytest.approx(5 / 6 * 100 + 50)  # 133.33, not 150.0 (every pair)
+    assert any("1 images do not have exactly 2 questions" in n and "'ocr/a.png' in OCR has 4" in n
+               for n in result.notes)
+    # the report re-aggregates a uid-sorted per_sample: `row` keeps the file order of the first two rows
+    shuffled = result.per_sample.sample(frac=1, random_state=0)
+    assert get_scorer("mme").aggregate(shuffled) == pytest.approx(result.metrics)
+
+
+def test_mme_two_questions_per_image_get_no_note():
+    data, preds = _mme()
+    assert not any("exactly 2" in n for n in get_scorer("mme").score(data, preds, profile="vlmevalkit-2026.08",
+                                                                      judge=None).notes)
+
+
+def test_mme_images_are_counted_per_category():
+    # MME_rating keys `stats[category][image_path]`: one image_path in two categories is two images,
+    # here each with a single question, which VLMEvalKit's val[1] cannot score (IndexError).
+    data, preds = _ocr_with_a_four_question_image()
+    data.loc[5, "category"] = "artwork"
+    with pytest.raises(SuiteError, match="single scored question"):
+        get_scorer("mme").score(data, preds, profile="ms-vlmeval-0.0.20", judge=None)

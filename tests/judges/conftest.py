@@ -69,19 +69,33 @@ class Scripted:
     """An endpoint answering each POST with the next scripted action, then 'ok'.
 
     Actions: an int status (OpenAI-style error body, echoing ``error_text``),
-    'ok', 'empty', or ('sleep', seconds) before answering 'ok'.
+    'ok', 'empty', 'html' (status 200, an HTML page), 'badjson' (status 200, JSON content type,
+    a body that is not JSON), or ('sleep', seconds) before answering 'ok'. ``default`` answers
+    once the script is used up; ``max_in_flight`` is the most requests handled at once.
     """
 
     actions: list[Any]
     error_text: str = "scripted failure"
+    default: Any = "ok"
     count: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     base_url: str = ""
 
     def next_action(self) -> Any:
         with self.lock:
             self.count += 1
-            return self.actions.pop(0) if self.actions else "ok"
+            return self.actions.pop(0) if self.actions else self.default
+
+    def enter(self) -> None:
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
 
 
 def _scripted_handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
@@ -90,19 +104,29 @@ def _scripted_handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            action = script.next_action()
+            script.enter()
+            try:
+                self._answer(script.next_action())
+            finally:
+                script.leave()
+
+        def _answer(self, action: Any) -> None:
             if isinstance(action, tuple):
                 time.sleep(action[1])
                 action = "ok"
             if isinstance(action, int):
                 return self._send(action, {"error": {"message": script.error_text, "type": "x", "code": action}})
+            if action == "html":
+                return self._send(200, b"<html><body>502 Bad Gateway</body></html>", "text/html")
+            if action == "badjson":
+                return self._send(200, b'{"choices": [', "application/json")
             self._send(200, chat_body("" if action == "empty" else "OK answer"))
 
-        def _send(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
+        def _send(self, status: int, payload: dict[str, Any] | bytes, content_type: str = "application/json") -> None:
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             try:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -119,8 +143,8 @@ def _scripted_handler(script: Scripted) -> type[BaseHTTPRequestHandler]:
 def scripted() -> Iterator[Callable[..., Scripted]]:
     with ExitStack() as stack:
 
-        def start(actions: list[Any], error_text: str = "scripted failure") -> Scripted:
-            script = Scripted(list(actions), error_text)
+        def start(actions: list[Any], error_text: str = "scripted failure", default: Any = "ok") -> Scripted:
+            script = Scripted(list(actions), error_text, default)
             server = ThreadingHTTPServer(("127.0.0.1", 0), _scripted_handler(script))
             server.daemon_threads = True  # a handler may still sleep (timeout test); it holds no torch state
             stack.enter_context(running(server))

@@ -115,6 +115,7 @@ def test_working_probes_are_bounded(judge_server: JudgeHTTPServer, tmp_path: Pat
     dead = make_judge(f"http://127.0.0.1:{_closed_port()}/v1", tmp_path, probe_tries=2)
     assert not dead.working()
     assert dead.stats.calls == 2 and dead.last_error and "connection error" in dead.last_error
+    assert dead.stats.failures == 1  # the failed probe is counted: stats agree with "not working"
     wrong_model = make_judge(judge_server.base_url, tmp_path, model="gpt-4o-mini-2024-07-18")
     assert not wrong_model.working() and wrong_model.stats.calls == 1  # a 404 will not heal
     assert "tiny-qwen" in (wrong_model.last_error or "")

@@ -1,11 +1,13 @@
 """vita_tts_ckpt write → load round trip and clear errors for broken checkpoints."""
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
 import torch
-from vita15.tts.checkpoint import TTSCheckpointError, load_tts, write_tts_checkpoint
+
+from vita15.tts.checkpoint import TTSCheckpointError, absent_codec_parts, load_codec, load_tts, write_tts_checkpoint
 from vita15.tts.codec import CodecConfig
 from vita15.tts.decoder import DecoderConfig
 
@@ -81,10 +83,37 @@ def test_wrong_codec_shape_is_named(tmp_path: Path) -> None:
     with pytest.raises(TTSCheckpointError, match=r"'generator\.conv_post\.weight_v' has shape \(1, 2, 7\)"):
         load_tts(broken)
     parts["generator"]["conv_post.weight_v"] = torch.zeros(1, 4, 7)
-    del parts["encoder"]
+    del parts["quantizer"]
     torch.save(parts, path)
-    with pytest.raises(TTSCheckpointError, match="missing section 'encoder'"):
+    with pytest.raises(TTSCheckpointError, match="missing section 'quantizer'"):
         load_tts(broken)
+
+
+def _without_encoder(tmp_path: Path) -> Path:
+    """A codec final.pt holding only generator + quantizer (what upstream's VQVAE loads without `with_encoder`)."""
+    ckpt = write_tts_checkpoint(tmp_path / "vita_tts_ckpt", seed=3)
+    path = ckpt / "codec" / "final.pt"
+    parts = torch.load(path, weights_only=True)
+    torch.save({k: parts[k] for k in ("generator", "quantizer")}, path)
+    return ckpt
+
+
+def test_codec_without_encoder_loads_for_inference_and_says_so(tmp_path: Path, caplog) -> None:
+    full = load_tts(write_tts_checkpoint(tmp_path / "full", seed=3))
+    with caplog.at_level(logging.WARNING, logger="vita15.tts.checkpoint"):
+        codec = load_tts(_without_encoder(tmp_path)).codec
+    assert codec.encoder is None and absent_codec_parts(codec) == ["encoder"] and absent_codec_parts(full.codec) == []
+    assert "no 'encoder' section" in caplog.text and "decoding only" in caplog.text
+    codes = torch.tensor([3, 1, 4, 1, 5])
+    assert torch.equal(codec.decode(codes), full.codec.decode(codes))  # same generator + quantizer weights
+    with pytest.raises(RuntimeError, match="without its encoder"):
+        codec.encode(torch.zeros(1, 2400))
+
+
+def test_training_still_requires_the_codec_encoder(tmp_path: Path) -> None:
+    ckpt = _without_encoder(tmp_path)
+    with pytest.raises(TTSCheckpointError, match="missing section 'encoder'.*training stages 3.1/3.2"):
+        load_codec(ckpt)  # what stage 3.1's CodecObjective (and 3.2's TTSObjective) load
 
 
 def test_unknown_size_rejected(tmp_path: Path) -> None:

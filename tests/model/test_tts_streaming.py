@@ -85,3 +85,30 @@ def test_pcm_conversions() -> None:
     assert next(as_pcm([wave])).dtype == np.float32
     with pytest.raises(ValueError):
         list(as_pcm([wave], "int8"))  # type: ignore[arg-type]
+
+
+def test_first_window_policy_emits_early_and_keeps_every_sample() -> None:
+    """A small first window cut at once: sound after first_chunk + padding codes, nothing lost or repeated."""
+    import math
+
+    from vita15.tts.codec import CodecConfig, TiCodec
+
+    torch.manual_seed(0)
+    codec = TiCodec(CodecConfig(upsample_initial_channel=64, code_dim=64, encoder_base_channels=4,
+                                global_feature_conv=(16, 8, 16, 3, 1)), with_encoder=False).eval()
+    codes = [int(c) for c in torch.randint(0, 1024, (57,))]
+    produced = []
+
+    def source():
+        for code in codes:
+            produced.append(code)
+            yield code
+
+    pieces = stream_decode(source(), codec, chunk_size=20, padding=4, first_chunk_size=6, first_threshold=math.inf)
+    first = next(pieces)
+    assert len(produced) == 6 + 4 and 0 < first.numel() <= 6 * 600
+    rest = list(pieces)
+    assert first.numel() + sum(p.numel() for p in rest) == 600 * len(codes)
+    whole = torch.cat([first, *rest])
+    plain = torch.cat(list(stream_decode(iter(codes), codec, chunk_size=20, padding=4, threshold=math.inf)))
+    assert whole.numel() == plain.numel()

@@ -108,6 +108,18 @@ def test_tts_dump_writes_tensors(tmp_path: Path) -> None:
         assert torch.equal(handle.get_tensor("waveform"), wave_t)
 
 
+def test_tts_dump_runs_on_a_codec_without_encoder(tmp_path: Path) -> None:
+    model_dir = _fake_vita_dir(tmp_path)
+    codec_pt = model_dir / "vita_tts_ckpt" / "codec" / "final.pt"
+    parts = torch.load(codec_pt, weights_only=True)
+    full = tts_dump(model_dir, "hello world", greedy=True, out=tmp_path / "full.safetensors", max_tokens=6)
+    torch.save({"generator": parts["generator"], "quantizer": parts["quantizer"]}, codec_pt)
+    out = tts_dump(model_dir, "hello world", greedy=True, out=tmp_path / "dump.safetensors", max_tokens=6)
+    with safe_open(str(out), framework="pt") as handle, safe_open(str(full), framework="pt") as reference:
+        assert handle.metadata()["codec_absent"] == "encoder" and reference.metadata()["codec_absent"] == ""
+        assert torch.equal(handle.get_tensor("waveform"), reference.get_tensor("waveform"))
+
+
 def test_read_embed_tokens_errors(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         read_embed_tokens(tmp_path)

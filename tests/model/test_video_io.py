@@ -67,6 +67,7 @@ def test_counts_frames_when_container_lacks_count(tmp_path: Path) -> None:
     assert [frame_number(f) for f in video.frames([4, 1])] == [4, 1]
 
 
+@pytest.mark.needs_tools('sox')
 def test_corrupt_and_missing_files(tmp_path: Path) -> None:
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)

@@ -199,7 +199,7 @@ def test_missing_per_sample_reports_numbers_without_ci_and_says_why(tmp_path):
     (row,) = parse_table(md, "## Headline")
     assert row["lonely (baseline)"] == f"{stored['metrics']['Overall']:.2f}"
     attention = md.split("## ⚠ Attention", 1)[1].split("## Headline")[0]
-    assert "per_sample.jsonl missing" in attention
+    assert "per_sample.jsonl missing" in md.split("## Method", 1)[1]  # a limit of the statistics, not a warning
     assert "judge unavailable: 212 rows scored wrong" in attention
     assert "2 of 60 samples failed (first: uid 7: CUDA OOM)" in attention
     assert not (tmp_path / "out" / "delta_heatmap.png").exists(), "one run: nothing to compare"
@@ -240,9 +240,9 @@ def test_plots_exist_with_expected_pixel_size(two_runs):
     out = a.parent / "report"
     write_report([a, b], out=out, n_boot=100)
     comparison = compare_runs(load_runs([a, b], None), n_boot=10)
-    w, h = plots.headline_size(2)
+    w, h = plots.headline_size(2, 2)
     assert png_size(out / "headline.png") == (round(w * plots.DPI), round(h * plots.DPI))
-    w, h = plots.heatmap_size(plots.heatmap_rows(comparison.rows), 1)
+    w, h = plots.heatmap_size(plots.heatmap_rows(comparison.rows), 1, "ckpt-A")
     assert png_size(out / "delta_heatmap.png") == (round(w * plots.DPI), round(h * plots.DPI))
     for name in ("headline.png", "delta_heatmap.png"):
         assert (out / name).stat().st_size > 10_000
@@ -285,10 +285,10 @@ def test_unusable_scorers_and_partial_overlap_degrade_loudly(tmp_path):
         scores = json.loads((run / "Unknown" / "scores.json").read_text())
         (run / "Unknown" / "scores.json").write_text(json.dumps({**scores, "scorer": "no_such_scorer"}))
     comparison = compare_runs(load_runs([a, b], None), n_boot=50)
-    text = "\n".join(comparison.warnings)
-    assert "ToyYN [b]: paired test on the 30 samples both runs scored (baseline 40, this run 30)" in text
-    assert "Broken [a]: no confidence intervals or p-values: aggregate failed" in text
-    assert "Unknown [a]: no confidence intervals or p-values: scorer 'no_such_scorer' unavailable" in text
+    text, notes = "\n".join(comparison.warnings), "\n".join(comparison.notes)
+    assert "ToyYN [b]: compared on different samples (baseline 40, this run 30, 30 in common)" in text
+    assert "Broken [a]: no confidence intervals or p-values: aggregate failed" in notes
+    assert "Unknown [a]: no confidence intervals or p-values: scorer 'no_such_scorer' unavailable" in notes
     broken = next(r for r in comparison.rows if r.suite == "Broken" and r.group == "headline")
     assert broken.estimates["a"].shown == stored["metrics"]["Overall"] and broken.estimates["a"].ci is None
     assert broken.diffs["b"].delta == 0 and broken.diffs["b"].p is None

@@ -61,7 +61,7 @@ def test_overrides_and_config_lookup() -> None:
     cfg = apply_overrides({"train": {"lr": 1.0}}, ["train.lr=2e-5", "train.epochs=3", "data.files=[a.json]"])
     assert cfg["data"] == {"files": ["a.json"]} and cfg["train"]["epochs"] == 3
     assert TrainConfig.from_dict(cfg["train"]).lr == 2e-5  # YAML reads "2e-5" as a string
-    assert find_config("tiny") == RECIPES / "tiny_cpu.yaml"
+    assert find_config("tiny") == RECIPES / "tiny.yaml"
     with pytest.raises(FileNotFoundError, match="bundled"):
         find_config("no-such-recipe")
     with pytest.raises(ValueError, match="unknown keys"):

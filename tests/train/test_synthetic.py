@@ -56,6 +56,7 @@ def test_prompt_builders_match_harness_formats() -> None:
     assert syn.ASR_PROMPT == "Please recognize the speech and only output the recognized content:"
 
 
+@pytest.mark.needs_tools('espeak-ng', 'sox')
 def test_speech_and_video_primitives(tmp_path: Path) -> None:
     for lang, text in (("en", "THE RED CIRCLE"), ("zh", "红色 的 圆形")):
         assert syn.synthesize_speech(text, tmp_path / f"{lang}.flac", language=lang) > 0.3
@@ -67,6 +68,7 @@ def test_speech_and_video_primitives(tmp_path: Path) -> None:
     assert facts.color in (tmp_path / "v.srt").read_text()
 
 
+@pytest.mark.needs_tools('espeak-ng', 'sox')
 def test_training_json_is_valid(built: Path) -> None:
     for name, samples in load(built).items():
         assert samples, name
@@ -84,6 +86,7 @@ def test_training_json_is_valid(built: Path) -> None:
                 assert human.startswith(("<image>\n", "<video>\n"))
 
 
+@pytest.mark.needs_tools('espeak-ng', 'sox')
 def test_training_answers_use_evaluation_formats(built: Path) -> None:
     data = load(built)
     for s in data["qa"]:
@@ -96,6 +99,7 @@ def test_training_answers_use_evaluation_formats(built: Path) -> None:
     assert all(s["conversations"][0]["value"] == f"{syn.ASR_PROMPT}<audio>" for s in data["asr"])
 
 
+@pytest.mark.needs_tools('espeak-ng', 'sox')
 def test_asr_transcripts_share_words_not_sentences(built: Path) -> None:
     held_out = syn.sample_sentences("en") + syn.sample_sentences("zh")
     transcripts = [s["conversations"][1]["value"] for s in load(built)["asr"]]
@@ -105,6 +109,7 @@ def test_asr_transcripts_share_words_not_sentences(built: Path) -> None:
     assert any(t.isupper() for t in transcripts) and any(" 的 " in t for t in transcripts)
 
 
+@pytest.mark.needs_tools('espeak-ng', 'sox')
 def test_same_seed_same_json(built: Path, tmp_path: Path) -> None:
     again = training_set.build_training_set(tmp_path / "a", n_images=12, seed=3)
     assert load(again) == load(built)

@@ -8,7 +8,8 @@ found is recorded in `table.attrs["layout"]`.
 
 Videos are `<root>/video/<videoID>.mp4` and subtitles `<root>/subtitle/<videoID>.srt`,
 where VLMEvalKit unzips them. The parquet is preferred when present: it is the
-original, and HEAD regenerates its TSV from it whenever the TSV's md5 differs.
+original, and HEAD regenerates its TSV from it whenever the TSV's md5 differs. The
+path may also be the parquet or TSV file itself (`vita-eval score --data FILE`).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import pysubs2
 
 from vita15.video_io import VideoError, VideoHandle, open_video
 from vita_eval.data.checksums import file_md5
+from vita_eval.data.paths import inside_root
 from vita_eval.data.tsv import normalize_index, read_table, require_columns
 from vita_eval.registry import register
 from vita_eval.types import Media, Sample, SampleError, SuiteData, SuiteError
@@ -68,6 +70,15 @@ def split_july2024_question(question: str) -> tuple[str, list[str]] | None:
     return None
 
 
+def to_july2024(table: pd.DataFrame) -> pd.DataFrame:
+    """HEAD-column rows back in the July-2024 layout, as VLMEvalKit's dataset (and so its prediction file)
+    holds them: each `question` cell with its option lines appended again, no `candidates` column."""
+    questions = ["\n".join([str(q), *ast.literal_eval(str(c))]) for q, c in zip(table["question"], table["candidates"])]
+    out = table.drop(columns=["candidates"]).assign(question=questions)
+    out.attrs = {**table.attrs, "layout": LAYOUT_JULY2024}
+    return out
+
+
 def _from_july2024(table: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, list[dict[str, str]]]:
     """HEAD columns from the July-2024 layout; rows whose options cannot be found are problems."""
     questions, candidates, problems = [], [], []
@@ -101,23 +112,34 @@ def _bad_candidates(table: pd.DataFrame, path: Path) -> list[dict[str, str]]:
     ]
 
 
-def _read_source(root: Path) -> tuple[pd.DataFrame, Path, str, list[dict[str, str]]]:
-    """(HEAD table, data file, layout, problems) from the parquet, else from the TSV."""
-    if (root / PARQUET).is_file():
-        table = _from_parquet(root / PARQUET)
-        return table, root / PARQUET, LAYOUT_PARQUET, []
-    tsv = root / TSV_NAME
-    if not tsv.is_file():
-        raise SuiteError(f"{root}: neither {PARQUET} nor {TSV_NAME} found")
-    table = read_table(tsv)
+def locate(path: Path) -> tuple[Path, Path]:
+    """(data file, media root) for a data root folder or for the parquet / TSV file itself.
+
+    A folder holds the parquet (preferred) or `Video-MME.tsv`; a file's media root is its folder
+    (the parquet's is the folder above `videomme/`), where `video/` and `subtitle/` are unzipped.
+    """
+    if path.is_file():
+        in_release = path.suffix == ".parquet" and path.parent.name == PARQUET.parent.name
+        return path, path.parent.parent if in_release else path.parent
+    for name in (PARQUET, Path(TSV_NAME)):
+        if (path / name).is_file():
+            return path / name, path
+    raise SuiteError(f"{path}: neither {PARQUET} nor {TSV_NAME} found")
+
+
+def _read_source(data_file: Path) -> tuple[pd.DataFrame, str, list[dict[str, str]]]:
+    """(HEAD table, layout, problems) from the parquet, or from a TSV in either question layout."""
+    if data_file.suffix == ".parquet":
+        return _from_parquet(data_file), LAYOUT_PARQUET, []
+    table = read_table(data_file)
     if "candidates" in table.columns:
-        require_columns(table, tsv, HEAD_COLUMNS)
-        table = table[HEAD_COLUMNS].assign(index=normalize_index(table, tsv))
-        return table, tsv, LAYOUT_HEAD, _bad_candidates(table, tsv)
-    require_columns(table, tsv, JULY2024_COLUMNS)
-    table = table.assign(index=normalize_index(table, tsv))
-    table, problems = _from_july2024(table, tsv)
-    return table, tsv, LAYOUT_JULY2024, problems
+        require_columns(table, data_file, HEAD_COLUMNS)
+        table = table[HEAD_COLUMNS].assign(index=normalize_index(table, data_file))
+        return table, LAYOUT_HEAD, _bad_candidates(table, data_file)
+    require_columns(table, data_file, JULY2024_COLUMNS)
+    table = table.assign(index=normalize_index(table, data_file))
+    table, problems = _from_july2024(table, data_file)
+    return table, LAYOUT_JULY2024, problems
 
 
 def _video_loader(path: Path) -> Callable[[], VideoHandle]:
@@ -130,12 +152,31 @@ def _video_loader(path: Path) -> Callable[[], VideoHandle]:
     return load
 
 
+def _refused(reason: str) -> Callable[[], VideoHandle]:
+    def load() -> VideoHandle:
+        raise SampleError(reason)
+
+    return load
+
+
+def _media_paths(root: Path, video_id: object, uid: str, allow_outside: bool) -> tuple[Path, Path | None]:
+    """(video, subtitle or None) of a `videoID`, both confined to `root` (SampleError when one leaves it)."""
+    what = f"Video-MME question {uid} (videoID {str(video_id)[:80]!r})"
+    video = inside_root(root / "video" / f"{video_id}.mp4", [root], allow_outside=allow_outside, what=what)
+    subtitle = root / "subtitle" / f"{video_id}.srt"
+    if not subtitle.is_file():
+        return video, None
+    return video, inside_root(subtitle, [root], allow_outside=allow_outside, what=what)
+
+
 @register("loader", "videomme")
-def load_videomme(root: Path, *, suite: str = "Video-MME") -> SuiteData:
-    """Load Video-MME from its data root; `fields` carry absolute `video_path` and
-    `subtitle_path` (None when the .srt is missing), the table keeps VLMEvalKit's values."""
-    root = Path(root)
-    table, data_file, layout, problems = _read_source(root)
+def load_videomme(root: Path, *, suite: str = "Video-MME", allow_outside_root: bool = False) -> SuiteData:
+    """Load Video-MME from its data root or data file; `fields` carry absolute `video_path` and
+    `subtitle_path` (None when the .srt is missing), the table keeps VLMEvalKit's values.
+    A `videoID` whose video or subtitle resolves outside `root` (`..`, a symlink out) fails its
+    questions unless `allow_outside_root`."""
+    data_file, root = locate(Path(root))
+    table, layout, problems = _read_source(data_file)
     table = table.reset_index(drop=True)
     table.attrs["layout"] = layout
     failed = {p["uid"] for p in problems}
@@ -144,10 +185,14 @@ def load_videomme(root: Path, *, suite: str = "Video-MME") -> SuiteData:
         uid = str(fields["index"])
         if uid in failed:
             continue
-        video = (root / "video" / f"{fields['video']}.mp4").resolve()
-        subtitle = (root / "subtitle" / f"{fields['video']}.srt").resolve()
-        fields.update(video_path=str(video), subtitle_path=str(subtitle) if subtitle.is_file() else None)
-        samples.append(Sample(suite=suite, uid=uid, fields=fields, video=Media("video", str(video), _video_loader(video))))
+        try:
+            video, subtitle = _media_paths(root, fields["video"], uid, allow_outside_root)
+            media = Media("video", str(video), _video_loader(video))
+        except SampleError as exc:
+            video, subtitle = None, None
+            media = Media("video", f"videoID {str(fields['video'])[:80]!r}", _refused(str(exc)))
+        fields.update(video_path=str(video) if video else None, subtitle_path=str(subtitle) if subtitle else None)
+        samples.append(Sample(suite=suite, uid=uid, fields=fields, video=media))
     return SuiteData(table=table, samples=samples, files={str(data_file): file_md5(data_file)}, problems=problems)
 
 

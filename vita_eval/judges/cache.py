@@ -1,6 +1,6 @@
 """On-disk judge cache and the caching base class every judge builds on.
 
-Why one file per key (JSON, written to a temp file then ``os.replace``d) and
+Why one file per key (JSON, written by `vita_eval.fsio`: temp file, fsync, ``os.replace``) and
 not sqlite3 in WAL mode: WAL needs shared memory and is documented as unsafe
 on network filesystems, and ``~/.cache`` sits on NFS on many clusters. A
 rename within one directory is atomic on POSIX and on NFS, so concurrent
@@ -12,18 +12,20 @@ Only successful answers are stored: a failure is retried on the next score.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
+import time
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from vita_eval import fsio
 from vita_eval.judges.base import JudgeStats
 
 log = logging.getLogger(__name__)
@@ -70,36 +72,71 @@ class JudgeCache:
 
     def put(self, key: str, gen: Generation, meta: dict[str, Any]) -> None:
         """Write atomically: a reader sees the old state or the whole new entry."""
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         entry = {**meta, "text": gen.text, "prompt_tokens": gen.prompt_tokens,
                  "completion_tokens": gen.completion_tokens}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(entry, fh, ensure_ascii=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        fsio.write_text(self._path(key), json.dumps(entry, ensure_ascii=False))
 
 
 class CachedJudge(ABC):
-    """Cache lookup, thread-safe stats and ``complete_many`` shared by all judges.
+    """Cache lookup, thread-safe stats, per-suite sessions and ``complete_many`` shared by all judges.
 
-    Subclasses implement ``_generate`` (including their own retries) and report
-    every request they send through ``_record``.
+    Subclasses implement ``_generate`` (including their own retries, each try bounded by
+    ``time_left()``) and report every request they send through ``_record``.
     """
 
     identity: str
     stats: JudgeStats
     max_concurrency: int = 1
+    budget_s: float | None = None  # a session's judge time; None: unlimited
+    deadline: float | None = None  # time.monotonic() after which the session sends nothing
 
     def __init__(self, identity: str, cache: JudgeCache) -> None:
         self.identity = identity
         self.stats = JudgeStats()
         self.cache = cache
         self._stats_lock = threading.Lock()
+        self._shared: dict[str, Any] = {}  # one dict for every session of this judge (a failed probe)
+
+    def session(self, budget_s: float | None = None) -> "CachedJudge":
+        """This judge for one suite: the same endpoint, model and cache, its own counters and time budget.
+
+        Usage is then reported per suite (not summed over the run), and a judge that hangs costs a
+        suite at most `budget_s` seconds: after that no prompt is sent and each counts as a failure
+        (an in-process judge finishes the generation it is in).
+        """
+        view = copy.copy(self)
+        view.stats = JudgeStats()
+        view._stats_lock = threading.Lock()
+        view.budget_s = budget_s
+        view.deadline = None if budget_s is None else time.monotonic() + budget_s
+        return view
+
+    def time_left(self) -> float | None:
+        """Seconds of the session's budget left (None: no budget)."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def budget_spent(self) -> bool:
+        left = self.time_left()
+        return left is not None and left <= 0
+
+    def notes(self) -> list[str]:
+        """scores.json notes on this session's failures, built from the counters they report."""
+        s, out = self.stats, []
+        unanswered = s.failures - s.skipped
+        if unanswered:
+            last = getattr(self, "last_error", None)
+            out.append(f"judge {self.identity}: {unanswered} prompts got no answer"
+                       + (f" (last error: {last})" if last else ""))
+        if s.skipped:
+            out.append(f"judge {self.identity}: time budget of {self.budget_s:g} s spent; {s.skipped} prompts "
+                       "were not sent and count as judge failures (scored by the suite's no-judge rule)")
+        if s.unusable:
+            out.append(f"judge {self.identity}: {s.unusable} replies could not be parsed by the scorer")
+        return out
+
+    def note_unusable(self) -> None:
+        """A reply the scorer could not parse (counted, so the notes can say how often)."""
+        self._record(unusable=1)
 
     @abstractmethod
     def _generate(self, prompt: str, temperature: float, max_tokens: int) -> Generation | None:
@@ -109,12 +146,14 @@ class CachedJudge(ABC):
         """Extra parameters that change replies (e.g. a sampling seed)."""
         return {}
 
-    def _record(self, *, calls: int = 0, cache_hits: int = 0, failures: int = 0,
-                prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
+    def _record(self, *, calls: int = 0, cache_hits: int = 0, failures: int = 0, skipped: int = 0,
+                unusable: int = 0, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
         with self._stats_lock:
             self.stats.calls += calls
             self.stats.cache_hits += cache_hits
             self.stats.failures += failures
+            self.stats.skipped += skipped
+            self.stats.unusable += unusable
             self.stats.prompt_tokens += prompt_tokens
             self.stats.completion_tokens += completion_tokens
 
@@ -126,6 +165,9 @@ class CachedJudge(ABC):
         if hit is not None:
             self._record(cache_hits=1)
             return hit.text
+        if self.budget_spent():
+            self._record(failures=1, skipped=1)
+            return None
         gen = self._generate(prompt, float(temperature), int(max_tokens))
         if gen is None:
             self._record(failures=1)

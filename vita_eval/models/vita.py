@@ -22,17 +22,19 @@ BUNDLED_TINY = Path(__file__).resolve().parent.parent.parent / "benchmarks" / "m
 CACHE = Path.home() / ".cache" / "vita-eval" / "models"
 
 
-def resolve_model_path(spec: str) -> Path:
-    """A checkpoint folder, or the embedded tiny VITA for `builtin:tiny`."""
+def resolve_model_path(spec: str, *, create: bool = True) -> Path:
+    """A checkpoint folder, or the embedded tiny VITA for `builtin:tiny` (written on first use unless not `create`)."""
     if spec != "builtin:tiny":
         path = Path(spec)
         if not path.is_dir():
             raise FileNotFoundError(f"model directory not found: {path}")
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path} is not a VITA checkpoint folder (no config.json)")
         return path
     if (BUNDLED_TINY / "config.json").exists():
         return BUNDLED_TINY
     target = CACHE / "tiny-vita-random-seed0"
-    if not (target / "config.json").exists():
+    if create and not (target / "config.json").exists():
         _write_random_tiny(target)
     return target
 

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
+from vita_eval import fsio
+from vita_eval.config import DEFAULT_N_BOOT
 from vita_eval.reports import markdown, plots
 from vita_eval.reports.markdown import load_references
 from vita_eval.reports.rows import Comparison, McNemar
-from vita_eval.reports.rundir import Run, SuiteResult, read_run, unique_labels
+from vita_eval.reports.rundir import Run, SuiteResult, is_attention, read_run, unique_labels
 from vita_eval.reports.stats import (
     Aggregate,
     Estimate,
@@ -30,8 +33,17 @@ from vita_eval.reports.stats import (
     outcome_column,
     paired_diffs,
     percentile_ci,
+    WeightedAggregate,
 )
-from vita_eval.scorers.base import get_scorer
+from vita_eval.scorers.base import flat_metrics, get_scorer
+
+
+@dataclass(frozen=True)
+class Aggregator:
+    """A scorer's `aggregate`, and its all-resamples-at-once form when the scorer has one."""
+
+    aggregate: Aggregate
+    weighted: WeightedAggregate | None = None
 
 
 class _Bootstraps:
@@ -41,22 +53,26 @@ class _Bootstraps:
         self.n_boot, self.seed = n_boot, seed
         self._cache: dict[tuple[str, str, str], pd.DataFrame] = {}
 
-    def get(self, label: str, suite: str, frame: pd.DataFrame, aggregate: Aggregate) -> pd.DataFrame:
+    def get(self, label: str, suite: str, frame: pd.DataFrame, aggregator: Aggregator) -> pd.DataFrame:
         rows = "\0".join(frame["uid"]) + "\1" + "\0".join(frame["cluster"])
         key = (label, suite, hashlib.sha1(rows.encode()).hexdigest())
         if key not in self._cache:
-            self._cache[key] = bootstrap_replicates(frame, aggregate, n_boot=self.n_boot, seed=self.seed)
+            self._cache[key] = bootstrap_replicates(frame, aggregator.aggregate, n_boot=self.n_boot, seed=self.seed,
+                                                    weighted=aggregator.weighted)
         return self._cache[key]
 
 
-def resolve_aggregate(scorer: str | None) -> tuple[Aggregate | None, str | None]:
-    """The scorer's own `aggregate`, or why it cannot be had (the report then shows no CIs)."""
+def resolve_aggregate(scorer: str | None) -> tuple[Aggregator | None, str | None]:
+    """The scorer's own `aggregate` (and `aggregate_weighted`), or why it cannot be had (then no CIs)."""
     if not scorer:
         return None, "scores.json names no scorer"
     try:
-        return get_scorer(scorer).aggregate, None
+        instance = get_scorer(scorer)
     except (KeyError, ImportError) as err:
         return None, f"scorer {scorer!r} unavailable ({err})"
+    # names as SuiteResult.metrics has them (nested metrics flattened); aggregate_weighted returns flat names
+    return Aggregator(lambda per_sample: flat_metrics(instance.aggregate(per_sample)),
+                      getattr(instance, "aggregate_weighted", None)), None
 
 
 def load_runs(run_dirs: Sequence[Path], baseline: Path | None) -> list[Run]:
@@ -73,13 +89,15 @@ def load_runs(run_dirs: Sequence[Path], baseline: Path | None) -> list[Run]:
 
 
 def suite_warnings(label: str, result: SuiteResult) -> list[str]:
-    """Failures, scorer notes and judge failures of one suite, phrased to be read first."""
+    """What a reader must know first about one suite of one run: failures, partial data, judge and data trouble."""
     s, out = result.scores, []
+    out += [f"{result.suite} [{label}]: {w.split(': ', 1)[-1] if w.startswith(result.suite) else w}"
+            for w in s.get("warnings") or []]
     if s.get("n_failed"):
         first = (s.get("failures") or [{}])[0]
         example = f" (first: uid {first.get('uid')}: {first.get('reason')})" if first else ""
         out.append(f"{result.suite} [{label}]: {s['n_failed']} of {s.get('n', '?')} samples failed{example}")
-    out += [f"{result.suite} [{label}]: {note}" for note in s.get("notes") or []]
+    out += [f"{result.suite} [{label}]: {note}" for note in s.get("notes") or [] if is_attention(note)]
     judge = s.get("judge") or {}
     if judge.get("failures"):
         out.append(f"{result.suite} [{label}]: judge {judge.get('identity')!r} failed {judge['failures']} calls")
@@ -96,9 +114,9 @@ class _Analysis:
     def __init__(self, runs: list[Run], n_boot: int, seed: int) -> None:
         self.result = Comparison(runs=runs)
         self.boot = _Bootstraps(n_boot, seed)
-        self._aggregates: dict[str | None, tuple[Aggregate | None, str | None]] = {}
+        self._aggregates: dict[str | None, tuple[Aggregator | None, str | None]] = {}
 
-    def aggregate(self, result: SuiteResult) -> tuple[Aggregate | None, str | None]:
+    def aggregate(self, result: SuiteResult) -> tuple[Aggregator | None, str | None]:
         """The suite's aggregate if its per_sample table is usable too; else why there are no CIs."""
         if result.per_sample is None:
             return None, result.no_ci_reason
@@ -120,7 +138,7 @@ class _Analysis:
             for m, v in result.metrics.items()
         }
 
-    def replicates(self, label: str, suite: str, frame: pd.DataFrame, aggregate: Aggregate) -> pd.DataFrame | None:
+    def replicates(self, label: str, suite: str, frame: pd.DataFrame, aggregate: Aggregator) -> pd.DataFrame | None:
         """Bootstrap replicates, or None (and a warning) when the scorer's aggregate fails on the full table."""
         try:
             return self.boot.get(label, suite, frame, aggregate)
@@ -129,11 +147,11 @@ class _Analysis:
             return None
 
     def _no_ci(self, suite: str, label: str, reason: str | None) -> None:
-        self.result.warnings.append(f"{suite} [{label}]: no confidence intervals or p-values: {reason}")
+        self.result.notes.append(f"{suite} [{label}]: no confidence intervals or p-values: {reason}")
 
-    def _check_point(self, label: str, result: SuiteResult, aggregate: Aggregate) -> None:
+    def _check_point(self, label: str, result: SuiteResult, aggregator: Aggregator) -> None:
         """Warn when re-aggregating per_sample does not give scores.json's number (CI would describe another value)."""
-        recomputed = {m: metric_float(v) for m, v in aggregate(result.per_sample).items()}
+        recomputed = {m: metric_float(v) for m, v in aggregator.aggregate(result.per_sample).items()}
         for m, v in result.metrics.items():
             stored, again = metric_float(v), recomputed.get(m, math.nan)
             if math.isfinite(stored) and not math.isclose(stored, again, rel_tol=1e-6, abs_tol=1e-3):
@@ -151,12 +169,14 @@ class _Analysis:
             return {m: PairedDiff(delta=d, p=None) for m, d in deltas.items()}
         a, b = align_on_common_uids(base.per_sample, other.per_sample)
         if a.empty:
-            self.result.warnings.append(f"{other.suite} [{label}]: no sample in common with the baseline; no p-values")
+            self.result.warnings.append(f"{other.suite} [{label}]: compared on different samples: none in common "
+                                        "with the baseline; Δ compares different sample sets, no p-values")
             return {m: PairedDiff(delta=d, p=None) for m, d in deltas.items()}
         if len(a) < max(len(base.per_sample), len(other.per_sample)):
             self.result.warnings.append(
-                f"{other.suite} [{label}]: paired test on the {len(a)} samples both runs scored "
-                f"(baseline {len(base.per_sample)}, this run {len(other.per_sample)})"
+                f"{other.suite} [{label}]: compared on different samples (baseline {len(base.per_sample)}, this run "
+                f"{len(other.per_sample)}, {len(a)} in common): Δ compares different sample sets; p-values and "
+                f"the Δ CI use the {len(a)} shared"
             )
         self._mcnemar(label, other.suite, a, b)
         reps_a = self.replicates(self.result.baseline.label, base.suite, a, agg_a)
@@ -192,6 +212,7 @@ class _Analysis:
         estimates: dict[str, dict[str, Estimate]],
         diffs: dict[str, dict[str, PairedDiff]],
     ) -> None:
+        n_scored = {run.label: run.suites[suite].scores.get("n", 0) for run in self.result.runs if suite in run.suites}
         groups = {"headline": _ordered_union([r.headline for r in results])}
         for group in _ordered_union([list(r.categories) for r in results]):
             groups[group] = _ordered_union([r.categories.get(group, []) for r in results])
@@ -204,11 +225,13 @@ class _Analysis:
                         metric=metric,
                         estimates={lab: estimates.get(lab, {}).get(metric) for lab in self.result.labels},
                         diffs={lab: diffs.get(lab, {}).get(metric) for lab in self.result.labels[1:]},
+                        scorer=results[0].scorer,
+                        n=n_scored,
                     )
                 )
 
 
-def compare_runs(runs: list[Run], *, n_boot: int = 2000, seed: int = 0) -> Comparison:
+def compare_runs(runs: list[Run], *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> Comparison:
     """Estimates, paired differences and warnings for every suite of every run."""
     analysis = _Analysis(runs, n_boot, seed)
     for suite in _ordered_union([list(run.suites) for run in runs]):
@@ -221,23 +244,29 @@ def write_report(
     *,
     out: Path,
     baseline: Path | None = None,
-    n_boot: int = 2000,
+    n_boot: int = DEFAULT_N_BOOT,
     seed: int = 0,
     html: bool = False,
 ) -> Path:
-    """Write DIR/report.md, headline.png, delta_heatmap.png (>= 2 runs) and optionally report.html."""
+    """Write DIR/report.md, headline.png, delta_heatmap.png (>= 2 runs); with `html` report.html and samples.html."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     comparison = compare_runs(load_runs(run_dirs, baseline), n_boot=n_boot, seed=seed)
-    images = [plots.plot_headline(comparison.rows, comparison.labels, out / "headline.png")]
+    references = load_references()
+    images = [plots.plot_headline(comparison.rows, comparison.labels, out / "headline.png", references)]
     if len(comparison.runs) >= 2:
         images.append(plots.plot_delta_heatmap(comparison.rows, comparison.labels, out / "delta_heatmap.png"))
-    text = markdown.render_report(comparison, load_references(), images, n_boot=n_boot, seed=seed)
+    text = markdown.render_report(comparison, references, images, n_boot=n_boot, seed=seed, viewer=html)
+    from vita_eval.speech.report import speech_section  # runs that spoke: text-out beside speech-out
+
+    text += speech_section(comparison.runs)
     report = out / "report.md"
-    report.write_text(text, encoding="utf-8")
+    fsio.write_text(report, text)
     if html:
         from vita_eval.reports.html import write_html
+        from vita_eval.reports.viewer import write_viewer
 
+        write_viewer(comparison.runs, out / "samples.html")
         write_html(text, out / "report.html", base=out)
     return report
 

@@ -1,7 +1,7 @@
 """report.md as one self-contained HTML file (PNG plots embedded as base64).
 
 Converts only the Markdown subset markdown.py emits (headings, pipe tables,
-bullet lists, images, paragraphs, `code` and **bold**), so no Markdown library
+bullet lists, images, paragraphs, `code`, **bold** and links to sibling pages), so no Markdown library
 is needed and the HTML cannot drift from report.md's content.
 """
 from __future__ import annotations
@@ -11,15 +11,18 @@ import html
 import re
 from pathlib import Path
 
+from vita_eval import fsio
+
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px}
 th{background:#f3f3f3}td{white-space:nowrap}code{background:#f3f3f3;padding:0 3px}img{max-width:100%}"""
 
 
 def inline(text: str) -> str:
-    """Escape, then render `code` and **bold** spans."""
+    """Escape, then render `code`, **bold** and [links](relative.html) spans."""
     out = html.escape(text, quote=False)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
+    out = re.sub(r"\[([^\]]+)\]\(([\w./-]+\.html)\)", r'<a href="\2">\1</a>', out)
     return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
 
 
@@ -70,5 +73,5 @@ def write_html(markdown_text: str, path: Path, *, base: Path) -> Path:
     body = "\n".join(block_html(b, base) for b in blocks(markdown_text))
     page = f'<!doctype html><html><head><meta charset="utf-8"><title>vita-eval report</title>' \
            f"<style>{STYLE}</style></head><body>{body}</body></html>\n"
-    path.write_text(page, encoding="utf-8")
+    fsio.write_text(path, page)
     return path

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from vita_eval.reports.metrics import scale_of
 from vita_eval.reports.stats import Estimate, MetricComparison, PairedDiff
 
 if TYPE_CHECKING:
@@ -34,7 +35,8 @@ class Comparison:
     runs: list[Run]
     rows: list[MetricComparison] = field(default_factory=list)
     mcnemar: dict[tuple[str, str], McNemar] = field(default_factory=dict)  # (suite, run label) -> test
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # the Attention section: problems a reader must see first
+    notes: list[str] = field(default_factory=list)  # limits of the statistics (e.g. no CI without per_sample)
 
     @property
     def baseline(self) -> Run:
@@ -57,13 +59,17 @@ def format_number(x: float, places: int | None = None) -> str:
 def row_places(row: MetricComparison) -> int:
     """One precision per table row so values, CIs and Δ line up.
 
-    A metric stored as a string keeps its own decimals (Video-MME "0.583" -> 3); numbers get 2 on
-    point scales (MME 1728.86, MathVista 66.20) and 4 on fraction-like ones (MMBench 0.7779).
+    A metric stored as a string keeps its own decimals (Video-MME "0.583" -> 3); numbers get their
+    scale's: 2 for points and percentages (MME 1728.86, WER 7.50), 4 for fractions (MMBench 0.7779),
+    0 for counts. Metrics of unknown scorers fall back to their magnitude.
     """
     present = [e for e in row.estimates.values() if e is not None]
     for estimate in present:
         if isinstance(estimate.shown, str) and "." in estimate.shown:
             return len(estimate.shown.split(".")[1])
+    scale = scale_of(row.scorer, row.metric)
+    if scale is not None:
+        return scale.places
     largest = max((abs(e.value) for e in present if math.isfinite(e.value)), default=0.0)
     return 2 if largest >= 10 else 4
 

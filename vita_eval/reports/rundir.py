@@ -13,6 +13,23 @@ from typing import Any
 
 import pandas as pd
 
+from vita_eval import fsio
+from vita_eval.config import ConfigError
+from vita_eval.scorers.base import flat_metrics
+
+
+class NotARunDirectory(ConfigError):
+    """A folder given to `report` holds no scored suite."""
+
+
+# Scorer notes that are warnings (the rest, such as "WER with the wenet normalizer", are settings).
+ATTENTION_PHRASES = ("not working", "unavailable", "md5 mismatch", "cannot be run", "cannot be scored",
+                     "judge failed", "would crash", "would refuse")
+
+
+def is_attention(note: str) -> bool:
+    return any(phrase in note for phrase in ATTENTION_PHRASES)
+
 
 @dataclass(frozen=True)
 class SuiteResult:
@@ -25,7 +42,8 @@ class SuiteResult:
 
     @property
     def metrics(self) -> dict[str, Any]:
-        return self.scores.get("metrics", {})
+        """One name per value: nested metrics (Video-MME's rating layout) as `flat_metrics` key paths."""
+        return flat_metrics(self.scores.get("metrics", {}))
 
     @property
     def headline(self) -> list[str]:
@@ -38,6 +56,11 @@ class SuiteResult:
     @property
     def scorer(self) -> str | None:
         return self.scores.get("scorer")
+
+    @property
+    def setting_notes(self) -> list[str]:
+        """The scorer's notes that describe settings, not problems (provenance, not the Attention section)."""
+        return [note for note in self.scores.get("notes") or [] if not is_attention(note)]
 
 
 @dataclass(frozen=True)
@@ -67,8 +90,11 @@ def read_per_sample(path: Path) -> tuple[pd.DataFrame | None, str | None]:
     return frame.sort_values("uid", kind="stable").reset_index(drop=True), None
 
 
-def read_suite(suite_dir: Path) -> SuiteResult:
-    scores = json.loads((suite_dir / "scores.json").read_text(encoding="utf-8"))
+def read_suite(suite_dir: Path) -> SuiteResult | None:
+    """One suite's results; None (with a warning from fsio) when its scores.json is damaged."""
+    scores = fsio.read_json(suite_dir / "scores.json")
+    if not isinstance(scores, dict):
+        return None
     per_sample, reason = read_per_sample(suite_dir / "per_sample.jsonl")
     suite = scores.get("suite", suite_dir.name)
     return SuiteResult(suite=suite, scores=scores, per_sample=per_sample, no_ci_reason=reason)
@@ -78,11 +104,13 @@ def read_run(path: Path, label: str | None = None) -> Run:
     """Every `<suite>/scores.json` under `path`; run.json is optional (it only feeds provenance)."""
     path = Path(path)
     run_json = path / "run.json"
-    info = json.loads(run_json.read_text(encoding="utf-8")) if run_json.is_file() else {}
+    info = fsio.read_json(run_json, default={})  # damaged: no provenance, the scores still count
     suite_dirs = sorted(p.parent for p in path.glob("*/scores.json"))
     if not suite_dirs:
-        raise FileNotFoundError(f"no <suite>/scores.json under {path}")
-    suites = {result.suite: result for result in map(read_suite, suite_dirs)}
+        what = "does not exist" if not path.exists() else "has no <suite>/scores.json"
+        raise NotARunDirectory(f"{path} {what}: not a vita-eval run directory (give the folder `vita-eval run` "
+                               "printed as 'run directory')")
+    suites = {result.suite: result for result in map(read_suite, suite_dirs) if result is not None}
     return Run(path=path, label=label or default_label(path, info), info=info, suites=suites)
 
 

@@ -10,18 +10,31 @@ an i.i.d. bootstrap would give intervals that are too narrow.
 Paired comparisons draw the *same* clusters for both runs (same seed, same
 cluster list), so the bootstrap distribution of B - A keeps the correlation
 between two checkpoints answering the same questions.
+
+A resample is a vector of cluster multiplicities. A scorer that also offers
+`aggregate_weighted(per_sample, weights)` (rows x resamples as matrix products)
+is evaluated on all resamples at once; the report checks on the unresampled table
+that it gives `aggregate`'s numbers and otherwise falls back to the per-resample
+loop, which stays the reference.
 """
 from __future__ import annotations
 
 import math
 import re
 from dataclasses import dataclass, field
+import logging
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
+log = logging.getLogger(__name__)
+
 Aggregate = Callable[[pd.DataFrame], Mapping[str, Any]]
+# (per_sample, row weights of shape (resamples, rows)) -> metric -> one value per resample
+WeightedAggregate = Callable[[pd.DataFrame, np.ndarray], Mapping[str, np.ndarray]]
+
+WEIGHT_CHUNK = 256  # resamples per matrix product (bounds memory: chunk x rows floats)
 
 # per_sample columns holding a 0/1 outcome per row, in order of preference (McNemar's test).
 OUTCOME_COLUMNS = ("correct", "hit", "score")
@@ -58,6 +71,8 @@ class MetricComparison:
     metric: str
     estimates: dict[str, Estimate | None]  # run label -> estimate (None: run lacks it)
     diffs: dict[str, PairedDiff | None] = field(default_factory=dict)  # non-baseline run label -> diff
+    scorer: str | None = None  # names the metric's scale and readable name
+    n: dict[str, int] = field(default_factory=dict)  # run label -> samples the suite scored
 
 
 def lower_is_better(metric: str) -> bool:
@@ -80,6 +95,7 @@ class ClusterLayout:
     order: np.ndarray  # row positions sorted by cluster (stable)
     starts: np.ndarray  # first position in `order` of each cluster
     counts: np.ndarray  # rows per cluster
+    codes: np.ndarray  # cluster code of each row
     strata: np.ndarray | None = None  # stratum code per cluster, when the scorer declares a design
 
     @classmethod
@@ -90,7 +106,7 @@ class ClusterLayout:
         cluster_strata = None
         if strata is not None:
             cluster_strata = np.unique(strata[order[starts]], return_inverse=True)[1]
-        return cls(order=order, starts=starts, counts=counts, strata=cluster_strata)
+        return cls(order=order, starts=starts, counts=counts, codes=codes, strata=cluster_strata)
 
     @property
     def n_clusters(self) -> int:
@@ -105,6 +121,13 @@ class ClusterLayout:
     def copy_ids(self, drawn: np.ndarray) -> np.ndarray:
         """Per row of `rows(drawn)`, the position of its draw: a cluster drawn twice becomes two clusters."""
         return np.repeat(np.arange(len(drawn)), self.counts[drawn])
+
+    def row_weights(self, draws: np.ndarray) -> np.ndarray:
+        """(resamples, rows): how often each row appears in each resample (its cluster's draw count)."""
+        n_boot, n_clusters = draws.shape
+        flat = (draws + n_clusters * np.arange(n_boot)[:, None]).ravel()
+        counts = np.bincount(flat, minlength=n_boot * n_clusters).reshape(n_boot, n_clusters)
+        return counts[:, self.codes].astype(np.float64)
 
 
 def draw_clusters(n_clusters: int, n_boot: int, seed: int, strata: np.ndarray | None = None) -> np.ndarray:
@@ -128,23 +151,67 @@ def _as_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
 
 
 def bootstrap_replicates(
-    per_sample: pd.DataFrame, aggregate: Aggregate, *, n_boot: int, seed: int
+    per_sample: pd.DataFrame,
+    aggregate: Aggregate,
+    *,
+    n_boot: int,
+    seed: int,
+    weighted: WeightedAggregate | None = None,
 ) -> pd.DataFrame:
     """`aggregate` recomputed on `n_boot` cluster resamples: one row per resample, one column per metric.
 
-    Each drawn copy of a cluster gets its own `cluster` label (its draw position), so statistics
-    over clusters (acc+ pairs, circular groups, per-video means) count it as often as it was drawn.
-    A resample on which `aggregate` raises (e.g. a category left empty) becomes a row of NaN
-    rather than aborting the report.
+    Each drawn copy of a cluster counts as its own cluster (statistics over clusters such as acc+
+    pairs, circular groups and per-video means count it as often as it was drawn). A resample on
+    which `aggregate` raises (e.g. a category left empty) becomes a row of NaN rather than aborting
+    the report. With `weighted` (checked against `aggregate` first) all resamples are computed at
+    once from row weights; the draws, and so the numbers, are the same as the loop's.
     """
-    names = list(_as_floats(aggregate(per_sample)))
+    full = _as_floats(aggregate(per_sample))
     strata = per_sample["stratum"].astype(str).to_numpy() if "stratum" in per_sample else None
     layout = ClusterLayout.of(per_sample["cluster"].to_numpy(), strata)
+    draws = draw_clusters(layout.n_clusters, n_boot, seed, layout.strata)
+    if weighted is not None and weighted_agrees(per_sample, full, weighted):
+        return _weighted_replicates(per_sample, list(full), weighted, layout, draws)
+    return _loop_replicates(per_sample, list(full), aggregate, layout, draws)
+
+
+def weighted_agrees(per_sample: pd.DataFrame, full: Mapping[str, float], weighted: WeightedAggregate) -> bool:
+    """True when `weighted` at unit weights gives every number `aggregate` gives (the fast path is safe)."""
+    try:
+        once = weighted(per_sample, np.ones((1, len(per_sample))))
+    except Exception as err:  # noqa: BLE001 - scorer code is foreign; the loop stays available
+        log.info("aggregate_weighted failed (%r); bootstrapping resample by resample", err)
+        return False
+    for name, value in full.items():
+        got = float(np.asarray(once.get(name, [math.nan]), dtype=float)[0])
+        same = (math.isnan(value) and math.isnan(got)) or math.isclose(value, got, rel_tol=1e-9, abs_tol=1e-9)
+        if not same:
+            log.info("aggregate_weighted gives %s = %r, aggregate %r; bootstrapping resample by resample",
+                     name, got, value)
+            return False
+    return True
+
+
+def _weighted_replicates(per_sample: pd.DataFrame, names: list[str], weighted: WeightedAggregate,
+                         layout: ClusterLayout, draws: np.ndarray) -> pd.DataFrame:
+    blocks = []
+    for start in range(0, len(draws), WEIGHT_CHUNK):
+        chunk = draws[start : start + WEIGHT_CHUNK]
+        values = weighted(per_sample, layout.row_weights(chunk))
+        nan = np.full(len(chunk), np.nan)
+        blocks.append({name: np.asarray(values.get(name, nan), dtype=float) for name in names})
+    return pd.DataFrame({name: np.concatenate([b[name] for b in blocks]) for name in names}, columns=names,
+                        dtype=float)
+
+
+def _loop_replicates(per_sample: pd.DataFrame, names: list[str], aggregate: Aggregate, layout: ClusterLayout,
+                     draws: np.ndarray) -> pd.DataFrame:
+    """The reference: `aggregate` on each resampled table."""
     # pandas 3's arrow-backed strings are ~1.6x slower to `take` than object columns: this loop is the hot path.
     strings = per_sample.select_dtypes(include=["string", "str"]).columns
     per_sample = per_sample.astype({name: object for name in strings})
     rows = []
-    for drawn in draw_clusters(layout.n_clusters, n_boot, seed, layout.strata):
+    for drawn in draws:
         frame = per_sample.take(layout.rows(drawn))
         frame.index = pd.RangeIndex(len(frame))
         frame["cluster"] = layout.copy_ids(drawn)

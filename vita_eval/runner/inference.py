@@ -59,15 +59,21 @@ class InferenceStats:
 
 
 def check_fingerprint(suite_dir: Path, fingerprint: dict[str, Any]) -> None:
-    """Records made with another model, preset or decoding are set aside, never mixed in or deleted."""
+    """Records made with another model, preset or decoding are set aside, never mixed in or deleted.
+
+    A damaged fingerprint.json (a kill in an old version's in-place write) cannot vouch for the
+    records beside it, so they are set aside too, with a warning; the run then goes on.
+    """
     suite_dir.mkdir(parents=True, exist_ok=True)
     path = suite_dir / "fingerprint.json"
-    old = fsio.read_json(path)
-    if old is not None and old != fingerprint:
+    if path.exists() and fsio.read_json(path, default=_DAMAGED) != fingerprint:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        for stale in suite_dir.glob("samples*.jsonl"):
-            stale.rename(stale.with_name(f"stale-{stamp}-{stale.name}"))
+        for old in suite_dir.glob("samples*.jsonl"):
+            old.rename(old.with_name(f"stale-{stamp}-{old.name}"))
     fsio.write_json(path, fingerprint, sort_keys=True)
+
+
+_DAMAGED = object()  # read_json's default for a fingerprint that exists but cannot be read
 
 
 def _build(preset, sample: Sample, spec: Any, args: dict[str, Any], max_new_tokens: int | None) -> Request:

@@ -1,10 +1,12 @@
-"""How scorers use a judge: availability check, VLMEvalKit's per-suite retry loops, usage report."""
+"""How scorers use a judge: availability check, VLMEvalKit's per-suite retry loops, concurrency, usage report."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, TypeVar
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 # VLMEvalKit's Y/N and MathVista retries use temperature 0.5 * attempt (0, 0.5, 1.0, 1.5, 2.0).
 RISING_TEMPERATURES = (0.0, 0.5, 1.0, 1.5, 2.0)
@@ -28,6 +30,27 @@ def judge_report(judge: Any | None) -> dict[str, Any]:
     return {"identity": judge.identity, **judge.stats.as_dict()}
 
 
+def judge_map(judge: Any | None, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """`[fn(x) for x in items]`, run concurrently up to the judge's `max_concurrency` (order kept).
+
+    For work items that are independent of each other (one row's judge retries), so the result
+    is the same as the sequential loop; a judge without `max_concurrency` is used sequentially.
+    """
+    workers = int(getattr(judge, "max_concurrency", 1) or 1) if judge is not None else 1
+    if workers <= 1 or len(items) < 2:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="judge") as pool:
+        return list(pool.map(fn, items))
+
+
+def _count_unusable(judge: Any) -> None:
+    note = getattr(judge, "note_unusable", None)
+    if note is not None:
+        note()
+    elif hasattr(judge, "stats"):
+        judge.stats.unusable += 1
+
+
 def first_accepted(
     judge: Any,
     prompt: str,
@@ -43,4 +66,5 @@ def first_accepted(
         parsed = parse(reply)
         if parsed is not None:
             return parsed
+        _count_unusable(judge)
     return None

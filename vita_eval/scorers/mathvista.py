@@ -10,14 +10,15 @@ import ast
 from collections import defaultdict
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from vita_eval.registry import register
-from vita_eval.scorers.base import ScoreResult
+from vita_eval.scorers.base import ScoreResult, ratio, weighted_sums
 from vita_eval.scorers.judge_prompts import mathvista_prompt
-from vita_eval.scorers.judging import RISING_TEMPERATURES, first_accepted, usable_judge
+from vita_eval.scorers.judging import RISING_TEMPERATURES, first_accepted, judge_map, usable_judge
 from vita_eval.scorers.matching import can_infer
-from vita_eval.scorers.predictions import NA_STRINGS, align, prediction_text
+from vita_eval.scorers.predictions import NA_STRINGS, align, prediction_text, reject_rows
 from vita_eval.scorers.profiles import Profile, resolve_profile
 
 PREFETCH_LOG = "Prefetch succeed"
@@ -27,6 +28,18 @@ JUDGE_MAX_TOKENS = 128  # build_judge(max_tokens=128)
 def _choices(row: pd.Series) -> dict[str, Any]:
     """`list_to_dict(eval(choices))`: A, B, C, ... for the listed choice texts."""
     return {chr(65 + i): text for i, text in enumerate(ast.literal_eval(row["choices"]))}
+
+
+def unscorable(row: pd.Series) -> str | None:
+    """Why VLMEvalKit could not score a row at all (its `eval(choices)` raises), else None."""
+    if row["question_type"] == "multi_choice":
+        try:
+            choices = ast.literal_eval(str(row["choices"]))
+        except (ValueError, SyntaxError) as exc:
+            return f"choices cell is not a list literal ({type(exc).__name__}): {str(row['choices'])[:80]!r}"
+        if not isinstance(choices, (list, tuple)) or not choices:
+            return f"choices cell is not a non-empty list: {str(row['choices'])[:80]!r}"
+    return None
 
 
 def post_check(row: pd.Series, response: Any, generation: int, *, prefetch: bool) -> Any:
@@ -83,14 +96,24 @@ class MathVistaScorer:
     """MathVista: VLMEvalKit's judge extraction then its exact-match rules, accuracy per task and skill."""
 
     name = "mathvista"
+    data_columns = (  # what `score` reads from the dataset rows
+        "index", "question", "answer", "question_type", "answer_type", "answer_option", "choices", "task", "skills",
+    )
 
     def score(
         self, data: pd.DataFrame, predictions: pd.DataFrame, *, profile: Profile | str, judge: Any | None
     ) -> ScoreResult:
         profile = resolve_profile(profile)
         rows, failures = align(data, predictions)
+        rows, rejected = reject_rows(rows, [unscorable(row) for _, row in rows.iterrows()])
+        failures += rejected
         active, notes = usable_judge(judge, "MathVista")
-        records = [self._score_row(row, active, profile) for _, row in rows.iterrows()]
+        empty = [str(i) for i, a in zip(rows["index"], rows["answer"]) if pd.isna(a)]
+        if empty:
+            notes.append(f"MathVista: {len(empty)} rows have an empty answer cell and count as wrong "
+                         f"(as in VLMEvalKit): index {', '.join(empty[:10])}")
+        items = [row for _, row in rows.iterrows()]  # rows are independent: judged concurrently
+        records = judge_map(active, lambda row: self._score_row(row, active, profile), items)
         per_sample = pd.DataFrame(
             records, columns=["uid", "cluster", "task", "skills", "prefetch", "log", "res", "hit"]
         )
@@ -147,6 +170,18 @@ class MathVistaScorer:
     def aggregate(self, per_sample: pd.DataFrame) -> dict[str, float]:
         """{"Overall": acc, "<skill or task>": acc, ...} as percentages, in MathVista_acc row order."""
         return {row["Task&Skill"]: float(row["acc"]) for _, row in self.table(per_sample).iterrows()}
+
+    @staticmethod
+    def aggregate_weighted(per_sample: pd.DataFrame, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """`aggregate` for every row of `weights` (resamples x rows): a row counts once per key it lists."""
+        keys: dict[str, np.ndarray] = {}
+        for row, (task, skills) in enumerate(per_sample[["task", "skills"]].itertuples(index=False)):
+            for key in ["Overall", *skills, task]:
+                keys.setdefault(key, np.zeros(len(per_sample)))[row] += 1
+        hit = per_sample["hit"].to_numpy(dtype=np.float64)
+        tot = weighted_sums(weights, keys)
+        hits = weighted_sums(weights, {key: times * hit for key, times in keys.items()})
+        return {key: ratio(hits[key], tot[key], 100) for key in keys}
 
 
 register("scorer", "mathvista")(MathVistaScorer)

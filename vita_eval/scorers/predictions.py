@@ -5,6 +5,9 @@ VLMEvalKit reads every table with pandas defaults (`read_csv(sep='\\t')`, `read_
 the scorers then turn into the string "nan". Every prediction source here, our samples.jsonl records
 included, goes through that one path. The `prediction` column is kept as text (as in VLMEvalKit's
 default xlsx files, whose cells are strings), never converted to numbers.
+
+ASR is no VLMEvalKit suite: its hypotheses are text that wenet's compute-wer and jiwer score as
+written ("None" is the word NONE), so its scorer asks for `literal` reading (`literal_text`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 import pandas as pd
 from pandas.io.parsers.readers import STR_NA_VALUES
 
+from vita_eval.fsio import atomic_path
 from vita_eval.types import SuiteError
 
 NA_STRINGS: frozenset[str] = frozenset(STR_NA_VALUES)
@@ -45,30 +49,34 @@ def prediction_text(value: Any) -> str:
     return "nan" if pd.isna(value) else str(value)
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a VLMEvalKit .tsv / .xlsx table with pandas' default NA semantics (VLMEvalKit `load`)."""
+def read_table(path: str | Path, *, literal: bool = False) -> pd.DataFrame:
+    """Read a VLMEvalKit .tsv / .xlsx table with pandas' default NA semantics (VLMEvalKit `load`).
+
+    `literal` reads every cell as the text it holds (no NA strings; an empty cell is "").
+    """
     path = Path(path)
-    text_columns = {"prediction": str}
+    options: dict[str, Any] = {"dtype": str, "keep_default_na": False} if literal else {"dtype": {"prediction": str}}
     if path.suffix == ".tsv":
-        return pd.read_csv(path, sep="\t", dtype=text_columns)
+        return pd.read_csv(path, sep="\t", **options)
     if path.suffix == ".xlsx":
-        return pd.read_excel(path, dtype=text_columns)
+        return pd.read_excel(path, **options)
     raise SuiteError(f"unsupported table format: {path}")
 
 
-def predictions_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Our samples.jsonl records -> `index`, `prediction`, `error`, with the same NA semantics."""
-    rows = [{"index": r["uid"], "prediction": as_na(r.get("answer")), "error": r.get("error")} for r in records]
+def predictions_from_records(records: Iterable[Mapping[str, Any]], *, literal: bool = False) -> pd.DataFrame:
+    """Our samples.jsonl records -> `index`, `prediction`, `error`, with the same NA semantics (or `literal`)."""
+    read = (lambda value: value) if literal else as_na
+    rows = [{"index": r["uid"], "prediction": read(r.get("answer")), "error": r.get("error")} for r in records]
     return pd.DataFrame(rows, columns=["index", "prediction", "error"])
 
 
-def read_predictions(path: str | Path) -> pd.DataFrame:
+def read_predictions(path: str | Path, *, literal: bool = False) -> pd.DataFrame:
     """A prediction file: our samples.jsonl, or a VLMEvalKit `{model}_{dataset}.xlsx` / `.tsv`."""
     path = Path(path)
     if path.suffix == ".jsonl":
         with path.open(encoding="utf-8") as fh:
-            return predictions_from_records(json.loads(line) for line in fh if line.strip())
-    table = read_table(path)
+            return predictions_from_records((json.loads(line) for line in fh if line.strip()), literal=literal)
+    table = read_table(path, literal=literal)
     if "prediction" not in table or "index" not in table:
         raise SuiteError(f"{path}: a prediction file needs `index` and `prediction` columns")
     return table[["index", "prediction"]]
@@ -108,18 +116,42 @@ def align(data: pd.DataFrame, predictions: pd.DataFrame) -> tuple[pd.DataFrame, 
     return merged.reset_index(drop=True), failures
 
 
+def reject_rows(rows: pd.DataFrame, reasons: list[str | None]) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """Rows without a reason, plus one failure per row with one (data VLMEvalKit would score silently wrong)."""
+    failures = [{"uid": str(i), "reason": r} for i, r in zip(rows["index"], reasons) if r]
+    keep = [not r for r in reasons]
+    return rows.loc[keep].reset_index(drop=True), failures
+
+
+def empty_answer(value: Any) -> str | None:
+    """The reason a ground-truth `answer` cell cannot be scored against: NaN (empty, or a pandas NA string)."""
+    return "answer cell is empty (or a pandas NA string): nothing to score against" if pd.isna(value) else None
+
+
+def vlmevalkit_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The dataset rows as VLMEvalKit's own dataset holds them, where a loader normalised them otherwise.
+
+    A loader records the layout it read in `table.attrs["layout"]`; only one differs from the table:
+    Video-MME's July-2024 TSV, whose option lines VLMEvalKit keeps in `question` (no `candidates`).
+    """
+    if "candidates" not in table or "layout" not in table.attrs:
+        return table
+    from vita_eval.data.videomme import LAYOUT_JULY2024, to_july2024
+
+    return to_july2024(table) if table.attrs["layout"] == LAYOUT_JULY2024 else table
+
+
 def write_vlmevalkit_xlsx(table: pd.DataFrame, predictions: pd.DataFrame, path: str | Path) -> Path:
-    """Write VLMEvalKit's `{model}_{dataset}.xlsx`: dataset rows without `image`, plus `prediction`.
+    """Write VLMEvalKit's `{model}_{dataset}.xlsx`: dataset rows (`vlmevalkit_rows`) without `image`, plus `prediction`.
 
     Rows without a prediction keep an empty cell (so TEST submissions stay complete). Formula
     conversion is OFF, as in HEAD's xlsxwriter `strings_to_formulas=False`: "=1+1" stays text.
     """
     path = Path(path)
     by_key = {index_key(i): p for i, p in zip(predictions["index"], predictions["prediction"])}
-    out = table.drop(columns=[c for c in ("image",) if c in table]).copy()
+    out = vlmevalkit_rows(table).drop(columns=[c for c in ("image",) if c in table]).copy()
     out["prediction"] = [by_key.get(index_key(i), np.nan) for i in out["index"]]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with pd.ExcelWriter(path, engine="openpyxl") as writer:
+    with atomic_path(path) as tmp, pd.ExcelWriter(tmp, engine="openpyxl") as writer:
         out.to_excel(writer, index=False)
         for row in writer.sheets["Sheet1"].iter_rows():
             for cell in row:

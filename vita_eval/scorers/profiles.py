@@ -68,6 +68,23 @@ PROFILES: dict[str, Profile] = {
     )
 }
 
+ORIGINS: dict[str, str] = {
+    "vlmevalkit-2024.12": "VLMEvalKit as vendored by VITA (tuannv-github/VITA 8bed3780): the era of VITA-1.5's "
+                          "published numbers",
+    "ms-vlmeval-0.0.20": "PyPI ms-vlmeval 0.0.20 (VLMEvalKit, early 2026)",
+    "vlmevalkit-2026.08": "open-compass/VLMEvalKit e8e78f05 (HEAD); the default",
+}
+
+
+def describe(profile: Profile) -> str:
+    """One line: where the profile comes from and the rules that differ between profiles."""
+    unparsed = "excluded from means" if profile.videomme_unparsed_score < 0 else "scored 0"
+    mme = "needs all 14 categories" if profile.mme_require_all_categories else "scores the categories present"
+    return (f"{ORIGINS.get(profile.name, profile.name)}. MCQ matcher generation {profile.matcher_generation}; "
+            f"MME {mme}; Video-MME unparsed answers {unparsed}, rating {profile.videomme_rating_format}; "
+            f"default judges {profile.judge_mcq} (MCQ, Y/N) and {profile.judge_mathvista} (MathVista)")
+
+
 _CHOICES = {
     "matcher_generation": (1, 2, 3),
     "videomme_parser": ("vlmevalkit", "vita"),

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from vita_eval.registry import register
-from vita_eval.scorers.base import ScoreResult
+from vita_eval.scorers.base import METRIC_PATH, ScoreResult, ratio, weighted_sums
 from vita_eval.scorers.judging import usable_judge
 from vita_eval.scorers.mmbench import OptionExtractor
-from vita_eval.scorers.predictions import align, index_key, prediction_text
+from vita_eval.scorers.predictions import align, index_key, prediction_text, vlmevalkit_rows
 from vita_eval.scorers.profiles import Profile, resolve_profile
 from vita_eval.types import SuiteError
 
@@ -151,15 +152,23 @@ def dimension_means(per_sample: pd.DataFrame) -> dict[str, dict[str, Any]]:
     return means
 
 
+def _map_leaves(tree: dict[str, Any], fn: Callable[[float], str]) -> dict[str, Any]:
+    return {k: _map_leaves(v, fn) if isinstance(v, dict) else fn(v) for k, v in tree.items()}
+
+
 class VideoMMEScorer:
     """Video-MME: VLMEvalKit's (or VITA's) answer parser, accuracy by duration, domain and task type."""
 
     name = "videomme"
+    data_columns = (  # what `score` reads from the dataset rows
+        "index", "video", "duration", "domain", "sub_category", "task_type", "question", "answer",
+    )
 
     def score(
         self, data: pd.DataFrame, predictions: pd.DataFrame, *, profile: Profile | str, judge: Any | None
     ) -> ScoreResult:
         profile = resolve_profile(profile)
+        data = vlmevalkit_rows(data)  # the July-2024 layout's options back in `question`, where VLMEvalKit reads them
         rows, failures = align(data, predictions)
         self._check_labels(rows)
         preds = [prediction_text(p) for p in rows["prediction"]]
@@ -192,17 +201,18 @@ class VideoMMEScorer:
         active, notes = usable_judge(judge, "Video-MME")
         extract = OptionExtractor(profile.matcher_generation, active, random.Random(profile.mcq_random_seed))
         extracted = [extract_characters_regex(p) for p in preds]
+        questions = [str(q) for q in rows["question"]]
+        if profile.videomme_unparsed_score >= 0:  # every unparsed row with options goes to the judge
+            extract.judge_ahead([(q, question_options(q), p) for q, p, e in zip(questions, preds, extracted)
+                                 if not e and question_options(q)])
         scores = [
-            self._unparsed_score(row, p, extract, profile) if not e else int(e == row["answer"])
-            for (_, row), p, e in zip(rows.iterrows(), preds, extracted)
+            self._unparsed_score(q, a, p, extract, profile) if not e else int(e == a)
+            for q, a, p, e in zip(questions, rows["answer"], preds, extracted)
         ]
         if profile.videomme_label_indexed:
             scores = self._by_label(list(data["index"]), list(rows["index"]), scores)
         per_sample = pd.DataFrame({**base, "parser": "vlmevalkit", "extracted": extracted, "score": scores})
-        unparsed = extracted.count("")
-        if unparsed:
-            rule = "excluded (-1)" if profile.videomme_unparsed_score < 0 else "scored 0"
-            notes.append(f"Video-MME: {unparsed} predictions unparsed, {rule} under {profile.name}")
+        notes += self._unparsed_notes(questions, extracted, profile)
         nan_preds = preds.count("nan")
         if nan_preds and profile.videomme_unparsed_score < 0:
             notes.append(
@@ -210,21 +220,36 @@ class VideoMMEScorer:
             )
         if extract.random_fallbacks:
             notes.append(f"MCQ random fallback fired {extract.random_fallbacks} times (seed {profile.mcq_random_seed})")
-        metrics: dict[str, Any] = self.aggregate(per_sample)
-        metrics["rating"] = self.rating(per_sample, profile.videomme_rating_format)
-        return ScoreResult.of(per_sample, metrics, failures, notes, judge)
+        printed = self.rating(per_sample, profile.videomme_rating_format)
+        return ScoreResult.of(per_sample, self.aggregate(per_sample), failures, notes, judge, printed)
 
     @staticmethod
-    def _unparsed_score(row: pd.Series, prediction: str, extract: OptionExtractor, profile: Profile) -> int:
-        """VITA-2024: -1. Since 2024-09: `extract_option` on options parsed from `question`.
+    def _unparsed_notes(questions: list[str], extracted: list[str], profile: Profile) -> list[str]:
+        """How the predictions without a letter were scored (VITA-2024: -1; later: extract_option)."""
+        unparsed = extracted.count("")
+        if not unparsed:
+            return []
+        if profile.videomme_unparsed_score < 0:
+            return [f"Video-MME: {unparsed} predictions unparsed, excluded (-1) under {profile.name}"]
+        listed = sum(1 for q, e in zip(questions, extracted) if not e and question_options(q))
+        if not listed:
+            return [f"Video-MME: {unparsed} predictions unparsed, scored 0 under {profile.name}"]
+        return [f"Video-MME: {unparsed} predictions unparsed under {profile.name}: {listed} matched against the "
+                "options their `question` lists (July-2024 layout; VLMEvalKit's extract_option + can_infer), "
+                f"{unparsed - listed} scored 0"]
+
+    @staticmethod
+    def _unparsed_score(question: str, answer: Any, prediction: str, extract: OptionExtractor, profile: Profile) -> int:
+        """VITA-2024: -1. Since 2024-09: `extract_option` on options parsed from VLMEvalKit's `question` cell
+        (the July-2024 layout lists them there; newer VLMEvalKit then matches e.g. "blue" to "B. Blue.").
 
         In the HEAD layout the question holds no options, so the answer is Z (score 0) whatever a
         judge says; the judge is therefore only asked when the question does list options.
         """
         if profile.videomme_unparsed_score < 0:
             return -1
-        options = question_options(row["question"])
-        return int(extract(row["question"], options, prediction) == row["answer"]) if options else 0
+        options = question_options(question)
+        return int(extract(question, options, prediction) == answer) if options else 0
 
     @staticmethod
     def _by_label(file_indices: list[Any], scored_indices: list[Any], scores: list[int]) -> list[float]:
@@ -251,27 +276,16 @@ class VideoMMEScorer:
 
     @staticmethod
     def rating(per_sample: pd.DataFrame, fmt: str) -> dict[str, Any]:
-        """VLMEvalKit's `{pred}_rating.json`: the same means as strings (`fmt` per profile; 'nan' when empty)."""
-        means = dimension_means(per_sample)
-        return {
-            duration: {
-                "overall": fmt % block["overall"],
-                **{column: {k: fmt % v for k, v in block[column].items()} for column in DIMENSIONS},
-            }
-            for duration, block in means.items()
-        }
+        """VLMEvalKit's `{pred}_rating.json` as its version prints it: the means as `fmt` strings ('nan' when
+        empty): `f'{mean:.2f}'` in VITA-2024's get_dimension_rating, `:.3f` since 2024-09 (7b634b56)."""
+        return _map_leaves(dimension_means(per_sample), lambda value: fmt % value)
 
-    def aggregate(self, per_sample: pd.DataFrame) -> dict[str, float]:
-        """VLMEvalKit parser: the rating as unrounded fractions, keyed "overall|overall", "short|overall",
-        "short|domain|Knowledge", ... (HEAD's flattened names). VITA parser: accuracies in percent."""
+    def aggregate(self, per_sample: pd.DataFrame) -> dict[str, Any]:
+        """VLMEvalKit parser: the rating dict's structure ({duration: {"overall", "domain": {...}, ...}})
+        holding unrounded fractions. VITA parser: accuracies in percent."""
         if len(per_sample) and (per_sample["parser"] == "vita").all():
             return self._vita_accuracy(per_sample)
-        flat: dict[str, float] = {}
-        for duration, block in dimension_means(per_sample).items():
-            flat[f"{duration}|overall"] = block["overall"]
-            for column in DIMENSIONS:
-                flat.update({f"{duration}|{column}|{k}": v for k, v in block[column].items()})
-        return flat
+        return dimension_means(per_sample)
 
     @staticmethod
     def _vita_accuracy(per_sample: pd.DataFrame) -> dict[str, float]:
@@ -286,6 +300,43 @@ class VideoMMEScorer:
                 correct_all += int(part["score"].sum())
                 total_all += total
         metrics["overall"] = correct_all / total_all * 100 if total_all else float("nan")
+        return metrics
+
+    def aggregate_weighted(self, per_sample: pd.DataFrame, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """`aggregate` for every row of `weights` (resamples x rows) at once: weighted means of the same groups,
+        named as `flat_metrics(aggregate(...))` names them."""
+        if len(per_sample) and (per_sample["parser"] == "vita").all():
+            return self._vita_accuracy_weighted(per_sample, weights)
+        score = per_sample["score"].to_numpy(dtype=np.float64)
+        valid = score >= 0  # NaN compares False, as in `dimension_means`
+        score = np.where(valid, score, 0.0)
+        groups: dict[str, np.ndarray] = {}
+        for duration in (*DURATIONS, "overall"):
+            part = valid if duration == "overall" else valid & (per_sample["duration"] == duration).to_numpy()
+            groups[METRIC_PATH.join((duration, "overall"))] = part
+            for column, values in DIMENSIONS.items():
+                column_values = per_sample[column].to_numpy()
+                groups.update({METRIC_PATH.join((duration, column, v)): part & (column_values == v) for v in values})
+        rows = weighted_sums(weights, groups)
+        hits = weighted_sums(weights, {name: mask * score for name, mask in groups.items()})
+        return {name: ratio(hits[name], rows[name]) for name in groups}
+
+    @staticmethod
+    def _vita_accuracy_weighted(per_sample: pd.DataFrame, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """`_vita_accuracy` per resample: categories count when a resample holds any of their rows."""
+        score = per_sample["score"].to_numpy(dtype=np.float64)
+        metrics: dict[str, np.ndarray] = {}
+        correct_all = total_all = np.zeros(len(weights))
+        for duration in DURATIONS:
+            part = (per_sample["duration"] == duration).to_numpy()
+            categories = sorted(set(per_sample.loc[part, "sub_category"]))
+            present = weighted_sums(weights, {c: part & (per_sample["sub_category"] == c).to_numpy()
+                                              for c in categories})
+            total = VITA_QUESTIONS_PER_CATEGORY * sum((v > 0 for v in present.values()), np.zeros(len(weights)))
+            correct = weighted_sums(weights, {"c": part * score})["c"]
+            metrics[duration] = ratio(correct, total, 100)
+            correct_all, total_all = correct_all + np.where(total > 0, correct, 0), total_all + total
+        metrics["overall"] = ratio(correct_all, total_all, 100)
         return metrics
 
 

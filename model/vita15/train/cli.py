@@ -1,8 +1,8 @@
 """`vita-train`: run one stage from a YAML config, or a recipe that chains stages.
 
-    vita-train --stage 2.2 --config stage2_2.yaml [train.lr=1e-5 ...]
+    vita-train --stage 2.2 --config stage2_2 [train.lr=1e-5 ...]
     vita-train --recipe tiny [output_dir=runs/tiny ...]
-    torchrun --nproc-per-node 8 -m vita15.train.cli --stage 1.2 --config stage1_2.yaml
+    torchrun --nproc-per-node 8 -m vita15.train.cli --stage 1.2 --config stage1_2
 
 A config name without a path is looked up in `vita15/train/recipes/`. A stage config holds
 `output_dir`, `init` (checkpoint to start from; null → random `model: {size, seed}`), `data`
@@ -18,17 +18,17 @@ import logging
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .engine import DTYPES, DistContext, TrainConfig, init_distributed, train_phase
-from .stages import STAGES, phases
+if TYPE_CHECKING:  # torch-heavy: imported when a stage runs, so `vita-train --help` stays instant
+    from .engine import DistContext
 
 logger = logging.getLogger("vita15.train")
 
 RECIPES = Path(__file__).resolve().parent / "recipes"
-RECIPE_ALIASES = {"tiny": "tiny_cpu"}
+SPEECH_TOOLS = ("espeak-ng", "sox")  # the synthetic training set speaks its questions with these
 
 
 # ---------------------------------------------------------------------- config handling
@@ -37,12 +37,34 @@ def find_config(name: str) -> Path:
     path = Path(name)
     if path.is_file():
         return path
-    stem = RECIPE_ALIASES.get(name, name).removesuffix(".yaml")
-    bundled = RECIPES / f"{stem}.yaml"
+    bundled = RECIPES / f"{name.removesuffix('.yaml')}.yaml"
     if bundled.is_file():
         return bundled
-    known = sorted(p.stem for p in RECIPES.glob("*.yaml"))
-    raise FileNotFoundError(f"config {name!r} not found (bundled: {known})")
+    raise FileNotFoundError(f"config {name!r} not found: not a file, nor a bundled name ({', '.join(bundled_names())})")
+
+
+def bundled_names() -> list[str]:
+    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
+
+
+def stage_names() -> list[str]:
+    """Stage ids from the bundled stage configs (stage2_2.yaml -> 2.2), without importing torch."""
+    return sorted(p.stem.removeprefix("stage").replace("_", ".") for p in RECIPES.glob("stage*.yaml"))
+
+
+def describe_config(path: Path) -> str:
+    """A bundled config's leading comment block and what it runs: its own documentation."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    comment = [ln.lstrip("# ").rstrip() for ln in lines[: next((i for i, ln in enumerate(lines)
+                                                               if not ln.startswith("#")), len(lines))]]
+    cfg = load_yaml(path)
+    facts = []
+    if "stages" in cfg:
+        facts.append("stages: " + " -> ".join(str(e["stage"]) for e in cfg["stages"]))
+    for key in ("stage", "init", "output_dir", "final_export"):
+        if cfg.get(key):
+            facts.append(f"{key}: {cfg[key]}")
+    return "\n".join([f"{path.name}:", *comment, "", *facts])
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
@@ -94,7 +116,9 @@ def resolve_data(data: dict[str, Any], base: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------- running
 def run_stage(stage: str, cfg: dict[str, Any], base: Path, ctx: DistContext) -> Path:
     """Every phase of a stage in `output_dir/<phase>`; returns the last export folder."""
+    from .engine import TrainConfig, train_phase
     from .objectives import build_objective
+    from .stages import phases
 
     out_root = _path(cfg.get("output_dir", f"runs/stage{stage}"), base)
     init = _path(cfg["init"], base) if cfg.get("init") else None
@@ -139,6 +163,7 @@ def run_recipe(cfg: dict[str, Any], base: Path, ctx: DistContext) -> Path:
 
 def _export_init(cfg: dict[str, Any], target: Path, ctx: DistContext) -> Path:
     """Write the seeded random initialisation in the official layout (the baseline to compare with)."""
+    from .engine import DTYPES, TrainConfig
     from .model_io import export_vita, load_model
 
     if ctx.main and not (target / "config.json").is_file():
@@ -159,18 +184,47 @@ def _build_data(build: dict[str, Any], base: Path, ctx: DistContext) -> None:
     ctx.barrier()
 
 
+def missing_speech_tools(cfg: dict[str, Any], base: Path) -> list[str]:
+    """The tools a recipe's synthetic data build needs but this machine lacks (none if the data exists)."""
+    build = cfg.get("build_data")
+    if not build or (_path(build["out"], base) / "caption.json").is_file():
+        return []
+    return [tool for tool in SPEECH_TOOLS if shutil.which(tool) is None]
+
+
 def _path(value: str | Path, base: Path) -> Path:
     path = Path(value)
     return path if path.is_absolute() else base / path
 
 
 # ---------------------------------------------------------------------- entry point
+def build_parser(config_help: str | None = None) -> argparse.ArgumentParser:
+    epilog = config_help or (f"bundled configs: {', '.join(bundled_names())} "
+                             "(`vita-train --recipe NAME --help` or `--config NAME --help` describes one)")
+    parser = argparse.ArgumentParser(prog="vita-train", description="Train VITA-1.5 stages (FSDP, resumable).",
+                                     epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage", choices=stage_names(), metavar="STAGE",
+                        help=f"run one stage ({', '.join(stage_names())}) with --config (default: none)")
+    parser.add_argument("--config", metavar="YAML", help="stage config: a path, or a bundled name such as stage2_2 "
+                                                       "(default: none)")
+    parser.add_argument("--recipe", metavar="YAML", help="recipe chaining stages: a path, or a bundled name; 'tiny' "
+                                                       "trains the embedded tiny VITA on the CPU (default: none)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="config overrides, YAML-parsed, e.g. train.lr=1e-4 output_dir=runs/x (default: none)")
+    return parser
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="vita-train", description="Train VITA-1.5 stages (FSDP, resumable).")
-    parser.add_argument("--stage", choices=sorted(STAGES), help="run one stage with --config")
-    parser.add_argument("--config", help="stage YAML (path or bundled name)")
-    parser.add_argument("--recipe", help="recipe YAML chaining stages (path or bundled name, e.g. 'tiny')")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=1e-4")
+    argv = sys.argv[1:] if argv is None else argv
+    if "-h" in argv or "--help" in argv:  # describe the named recipe or config under the usual help
+        known, _ = build_parser().parse_known_args([a for a in argv if a not in ("-h", "--help")])
+        name = known.recipe or known.config
+        if name:
+            try:
+                build_parser(describe_config(find_config(name))).parse_args(["--help"])
+            except FileNotFoundError as exc:
+                build_parser().error(str(exc))
+    parser = build_parser()
     args = parser.parse_args(argv)
     if bool(args.recipe) == bool(args.stage):
         parser.error("give either --recipe, or --stage with --config")
@@ -181,14 +235,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        path = find_config(args.recipe or args.config)
+        cfg = apply_overrides(load_yaml(path), args.overrides)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"vita-train: error: {exc}") from None
+    if args.stage and str(cfg.get("stage", args.stage)) != args.stage:
+        raise SystemExit(f"vita-train: error: {path} is a stage {cfg['stage']} config, not {args.stage}")
+    base = Path.cwd()
+    missing = missing_speech_tools(cfg, base)
+    if missing:
+        raise SystemExit(f"vita-train: error: {path.name} builds its synthetic training speech with "
+                         f"{' and '.join(SPEECH_TOOLS)}, and {', '.join(missing)} is not installed "
+                         "(Debian/Ubuntu: sudo apt-get install espeak-ng sox)")
+    from .engine import init_distributed
+
     ctx = init_distributed()
     logging.basicConfig(level=logging.INFO if ctx.main else logging.WARNING,
                         format=f"%(asctime)s [rank {ctx.rank}] %(levelname)s %(name)s: %(message)s")
-    path = find_config(args.recipe or args.config)
-    cfg = apply_overrides(load_yaml(path), args.overrides)
-    if args.stage and str(cfg.get("stage", args.stage)) != args.stage:
-        raise SystemExit(f"{path} is a stage {cfg['stage']} config, not {args.stage}")
-    base = Path.cwd()
     result = run_recipe(cfg, base, ctx) if args.recipe else run_stage(args.stage, cfg, base, ctx)
     if ctx.main:
         print(result)

@@ -6,6 +6,9 @@
 - Data order is a function of (seed, epoch) only, so the data position is one integer
   (micro-batches consumed); a checkpoint stores it with model/optimizer (DCP, sharded), scheduler and
   every rank's RNG state, and a restart in the same output folder continues from the latest one.
+  A resume runs no code from the checkpoint folder (`resume_state`: JSON + safetensors trainer
+  state, DCP metadata through an allowlist unpickler), and a trainable parameter that had no
+  gradient yet when the checkpoint was taken resumes, as it would have gone on, without optimizer state.
 - Logs: a tqdm bar on rank 0 and `train_log.jsonl` (one line per optimizer step).
 - The phase ends with the objective's export (for VITA: the official checkpoint layout).
 """
@@ -39,6 +42,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from vita15.checkpoint import DTYPES
 
+from .resume_state import SafeFileSystemReader, SafeLoadPlanner, load_trainer_state, save_trainer_state, saved_keys
 from .stages import param_groups
 
 logger = logging.getLogger(__name__)
@@ -148,21 +152,6 @@ def micro_batches(dataset, collate, cfg: TrainConfig, ctx: DistContext, start: i
 
 
 # ---------------------------------------------------------------------- checkpoints
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
 def latest_checkpoint(out_dir: Path) -> Path | None:
     done = sorted(p for p in (out_dir / CHECKPOINTS).glob("step-*") if (p / COMPLETE).is_file())
     return done[-1] if done else None
@@ -174,8 +163,7 @@ def save_checkpoint(out_dir: Path, module, optimizer, scheduler, step: int, posi
     path = out_dir / CHECKPOINTS / f"step-{step:06d}"
     model_sd, optim_sd = get_state_dict(module, optimizer)
     dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(path / "dcp"))
-    torch.save({"step": step, "position": position, "scheduler": scheduler.state_dict(), "rng": _rng_state()},
-               path / f"trainer-rank{ctx.rank}.pt")
+    save_trainer_state(path, ctx.rank, step=step, position=position, scheduler=scheduler.state_dict())
     ctx.barrier()
     if ctx.main:
         (path / COMPLETE).write_text(json.dumps({"step": step, "position": position}) + "\n")
@@ -188,14 +176,32 @@ def save_checkpoint(out_dir: Path, module, optimizer, scheduler, step: int, posi
 
 def load_checkpoint(path: Path, module, optimizer, scheduler, ctx: DistContext) -> tuple[int, int]:
     """Restore everything `save_checkpoint` stored; returns (step, data position)."""
-    model_sd, optim_sd = get_state_dict(module, optimizer)
+    model_sd, optim_sd = get_state_dict(module, optimizer)  # (this gives every parameter optimizer state)
+    unstepped = _drop_unsaved_optim_state(optim_sd, saved_keys(path / "dcp"))
     state = {"model": model_sd, "optim": optim_sd}
-    dcp.load(state, checkpoint_id=str(path / "dcp"))
-    set_state_dict(module, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
-    trainer = torch.load(path / f"trainer-rank{ctx.rank}.pt", weights_only=False)
+    dcp.load(state, storage_reader=SafeFileSystemReader(str(path / "dcp")), planner=SafeLoadPlanner())
+    # Not strict where parameters have no state on purpose (dcp.load already required every saved key);
+    # they are left without state, so AdamW initialises it at their first gradient, as it would have.
+    set_state_dict(module, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"],
+                   options=StateDictOptions(strict=not unstepped))
+    trainer = load_trainer_state(path, ctx.rank)
     scheduler.load_state_dict(trainer["scheduler"])
-    _set_rng_state(trainer["rng"])
     return int(trainer["step"]), int(trainer["position"])
+
+
+def _drop_unsaved_optim_state(optim_sd: dict[str, Any], saved: set[str]) -> list[str]:
+    """Remove (and name) parameters that have no optimizer state in the checkpoint.
+
+    AdamW creates a parameter's state at its first gradient, so a trainable module that had none
+    before the checkpoint (e.g. an adapter fed only by later batches) has no `optim.state.<name>.*`
+    keys there; asking DCP for them fails with "Missing key".
+    """
+    prefix = "optim.state."
+    stepped = {key[len(prefix):].rsplit(".", 1)[0] for key in saved if key.startswith(prefix)}
+    missing = [name for name in optim_sd["state"] if name not in stepped]
+    for name in missing:
+        del optim_sd["state"][name]
+    return missing
 
 
 # ---------------------------------------------------------------------- model setup

@@ -1,12 +1,14 @@
 """Read and write ``vita_tts_ckpt/{decoder,codec}/{model.json,final.pt}``.
 
 Loading is strict (unlike upstream, which silently keeps random weights for missing keys): any
-missing, unexpected or mis-shaped tensor raises :class:`TTSCheckpointError` naming file and key.
+missing, unexpected or mis-shaped tensor raises :class:`TTSCheckpointError` naming file and key. The one
+section inference can do without is the codec's ``encoder``: it is then reported and left absent.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -15,11 +17,14 @@ from torch import nn
 from vita15.tts.codec import CodecConfig, TiCodec, fold_weight_norm, stored_state_dict
 from vita15.tts.decoder import DecoderConfig, LLM2TTSCodecAR
 
+log = logging.getLogger(__name__)
+
 DECODER_DIR = "decoder"
 CODEC_DIR = "codec"
 CONFIG_FILE = "model.json"
 WEIGHTS_FILE = "final.pt"
 CODEC_PARTS = ("generator", "quantizer", "encoder")
+INFERENCE_PARTS = ("generator", "quantizer")  # what decoding codes to speech needs
 
 # "full": Freeze-Omni-like values (§6.2/§6.3). "tiny": same architecture, a few MB.
 SIZES: dict[str, tuple[DecoderConfig, CodecConfig]] = {
@@ -103,27 +108,48 @@ def load_decoder(
 
 
 def load_codec(
-    ckpt_dir: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ckpt_dir: str | Path,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    *,
+    require_encoder: bool = True,
 ) -> TiCodec:
+    """The codec of a ``vita_tts_ckpt``; ``encoder`` is None when absent and not ``require_encoder``.
+
+    Decoding codes to speech needs only the generator and quantizer (upstream's ``VQVAE`` loads the
+    encoder only ``with_encoder``); encoding speech, and so training stages 3.1 and 3.2, needs the encoder.
+    """
     folder = Path(ckpt_dir) / CODEC_DIR
     cfg = CodecConfig.from_json(_read_json(folder / CONFIG_FILE))
     path = folder / WEIGHTS_FILE
     data = _read_weights(path)
-    codec = TiCodec(cfg)
-    for part in CODEC_PARTS:
+    has_encoder = isinstance(data.get("encoder"), dict)
+    if not has_encoder and require_encoder:
+        raise TTSCheckpointError(f"{path}: missing section 'encoder' (encoding speech and training stages 3.1/3.2 "
+                                 "need it; inference needs only generator + quantizer)")
+    codec = TiCodec(cfg, with_encoder=has_encoder)
+    for part in CODEC_PARTS if has_encoder else INFERENCE_PARTS:
         if not isinstance(data.get(part), dict):
             raise TTSCheckpointError(f"{path}: missing section '{part}'")
         module = getattr(codec, part)
         check_state(stored_state_dict(module), data[part], path, f"{part}.")
         module.load_state_dict(fold_weight_norm(module, data[part]))
+    if not has_encoder:
+        log.warning("%s: no 'encoder' section; loaded generator + quantizer (decoding only)", path)
     return _finish(codec, device, dtype)
+
+
+def absent_codec_parts(codec: TiCodec) -> list[str]:
+    """Codec sections the checkpoint did not have (only the encoder may be absent)."""
+    return [part for part in CODEC_PARTS if getattr(codec, part) is None]
 
 
 def load_tts(
     ckpt_dir: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> TTSModules:
-    """Load decoder and codec from a ``vita_tts_ckpt`` folder (upstream runs them in bf16 on GPU)."""
-    return TTSModules(load_decoder(ckpt_dir, device, dtype), load_codec(ckpt_dir, device, dtype))
+    """Load decoder and codec from a ``vita_tts_ckpt`` folder for inference (upstream runs them in bf16 on
+    GPU); a codec without its encoder loads, see `absent_codec_parts`."""
+    return TTSModules(load_decoder(ckpt_dir, device, dtype), load_codec(ckpt_dir, device, dtype, require_encoder=False))
 
 
 def _build(size: str, seed: int) -> tuple[DecoderConfig, LLM2TTSCodecAR, CodecConfig, TiCodec]:

@@ -3,7 +3,8 @@
 Only ``model.embed_tokens.weight`` is read from the LLM shards (via safetensors), so no full model
 load is needed. Output safetensors: ``tts_input_embeds`` (1, ΣL, idim) float32, ``codec_codes``
 (ΣT,) int64, ``waveform`` (N,) float32 at 24 kHz, and per-sentence ``sentence_input_lengths`` /
-``sentence_code_lengths``; the text, sentences, seed and mode go to the metadata.
+``sentence_code_lengths``; the text, sentences, seed, mode and the codec sections the checkpoint
+lacks (``codec_absent``: "encoder" for a decoding-only codec) go to the metadata.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+from vita15.tts.checkpoint import absent_codec_parts
 from vita15.tts.synthesize import TextToSpeech
 
 EMBED_KEY = "model.embed_tokens.weight"
@@ -94,6 +96,7 @@ def tts_dump(
         "greedy": str(greedy),
         "seed": str(seed),
         "sample_rate": str(tts.sample_rate),
+        "codec_absent": ",".join(absent_codec_parts(tts.codec)),  # e.g. "encoder": not needed to decode
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -53,27 +53,36 @@ def stream_decode(
     padding: int = 10,
     window: int = QUIET_WINDOW,
     threshold: float = 0.01,
+    first_chunk_size: int | None = None,
+    first_threshold: float | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield 1-D float waveform pieces while ``codes`` (e.g. ``decoder.infer(...)``) are produced.
 
     The pieces concatenate to exactly ``hop · n_codes`` samples. Needs ``1 <= padding <= chunk_size``
-    (the reference bookkeeping would skip codes otherwise).
+    (the reference bookkeeping would skip codes otherwise). ``first_chunk_size`` / ``first_threshold``
+    apply to the first window only (a first-chunk policy: fewer codes before the first sound, and
+    ``first_threshold=inf`` cuts it at its quietest point instead of waiting for a quiet one);
+    ``None`` keeps the reference values for every window.
     """
-    if not 1 <= padding <= chunk_size:
-        raise ValueError(f"need 1 <= padding <= chunk_size, got padding={padding}, chunk_size={chunk_size}")
+    first_chunk = chunk_size if first_chunk_size is None else first_chunk_size
+    for size in {chunk_size, first_chunk}:
+        if not 1 <= padding <= size:
+            raise ValueError(f"need 1 <= padding <= chunk_size, got padding={padding}, chunk_size={size}")
     hop = codec.hop_length
     left = 0
     pending: list[int] = []
     held = torch.zeros(0)
     for code in codes:
         pending.append(int(code))
-        if len(pending) < left + chunk_size + padding:
+        first = left == 0
+        if len(pending) < left + (first_chunk if first else chunk_size) + padding:
             continue
         wave = _decode(codec, pending)
         wave = wave[left * hop : wave.numel() - padding * hop]
         left = padding
         pending = pending[-(left + padding) :]
-        held, piece = find_quiet_split(held, wave, window, threshold)
+        cut = first_threshold if first and first_threshold is not None else threshold
+        held, piece = find_quiet_split(held, wave, window, cut)
         if piece is not None:
             yield piece
     if pending:
