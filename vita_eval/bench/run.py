@@ -159,7 +159,7 @@ def bench(*, model: str | None, size: str, device: str, dtype: str, out: Path, w
     started = time.perf_counter()
     path = _checkpoint(model, size, work)
     fast = VitaModel(path, device=device, dtype=dtype, name="bench", engine="fast")
-    ref = VitaModel(path, device=device, dtype=dtype, name="bench", engine="reference", loaded=fast.reference)
+    ref = VitaModel(path, device=device, dtype=dtype, name="bench", engine="reference", loaded=fast.engine)
     result: dict[str, Any] = {
         "command": command, "size": size, "device": device, "dtype": dtype, "model": str(path),
         "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
@@ -211,7 +211,7 @@ def _workload(w: Workload, fast: VitaModel, ref: VitaModel, work: Path, scale: S
     built = time.perf_counter() - started
     spec = get_suite(w.suite)
     data = load_suite_data(spec, data_path(spec, data_root))
-    lengths = answer_lengths(w.answer_tokens, data.samples, fast.reference.tokenizer, size)
+    lengths = answer_lengths(w.answer_tokens, data.samples, fast.engine.tokenizer, size)
     preset = forced_preset(registry.get("preset", spec.preset), lengths)
     groups = group_samples(data.samples)
     n_ref = min(len(groups), reference_groups or (1 if size == "tiny" else w.reference_groups))

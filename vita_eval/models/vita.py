@@ -91,14 +91,15 @@ class VitaModel:
         self.name = name or path.name
         self.device, self.dtype = device, dtype
         self.engine_name = engine
-        self.reference = loaded or VitaInference.from_pretrained(path, device=device, dtype=dtype)
+        # the loaded model with the reference engine (speech output and `ask` drive it too)
+        self.engine = loaded or VitaInference.from_pretrained(path, device=device, dtype=dtype)
         self.fast = None
         if engine == "fast":
             from vita15.engine import FastEngine
 
             gen_path = path / "generation_config.json"
             gen_cfg = json.loads(gen_path.read_text()) if gen_path.is_file() else {}
-            self.fast = FastEngine(self.reference.model, self.reference.tokenizer, gen_cfg)
+            self.fast = FastEngine(self.engine.model, self.engine.tokenizer, gen_cfg)
         self.prefetch_workers = max(1, min(16, (os.cpu_count() or 2) - 1)) if engine == "fast" else 0
         self.identity: dict[str, Any] = {
             "path": str(path.resolve()), "name": self.name,
@@ -138,7 +139,7 @@ class VitaModel:
 
     def _reference_one(self, request: Request) -> Output:
         gen = request.gen
-        (result,) = self.reference.generate([request], do_sample=gen.do_sample, temperature=gen.temperature,
+        (result,) = self.engine.generate([request], do_sample=gen.do_sample, temperature=gen.temperature,
                                             top_p=gen.top_p, max_new_tokens=gen.max_new_tokens, stop=gen.stop,
                                             seed=gen.seed)
         return _output(result)
