@@ -28,9 +28,9 @@ CLI = [sys.executable, "-m", "vita_eval.cli"]
 ESCAPE = "outside the suite's data root"
 
 
-def _run(args: list[str]) -> None:
+def _run(args: list[str], expect: int = 0) -> None:
     """`vita-eval ARGS` in this process (the imports are paid once for every run of this file)."""
-    cli.main(args)
+    assert cli.main(args) == expect
 
 
 def _scores(run_dir: Path, suite: str) -> dict:
@@ -109,13 +109,13 @@ def test_damaged_suites_fail_alone_and_everything_else_is_scored(tmp_path: Path)
     for suite in ("AISHELL1_test", "MME"):  # results of an older run, which must not look current
         fsio.write_json(out / suite / "scores.json", {"suite": suite, "metrics": {"old": 1.0}, "notes": ["OLD"]})
     _run(["run", "--suites", *SUITES, "--data-root", str(root), "--out", str(out), "--max-new-tokens", "2",
-          "--set", "check_md5=false"])
+          "--set", "check_md5=false"], expect=1)  # 1: a suite could not be run
     scores = {suite: _scores(out, suite) for suite in SUITES}
     for suite, s in scores.items():
         assert "OLD" not in s["notes"], suite
         assert bool(s["metrics"]) == (suite != "AISHELL1_test"), (suite, s["notes"])
     aishell = scores.pop("AISHELL1_test")
-    assert aishell["notes"] == [f"AISHELL1_test: cannot be run: IsADirectoryError: [Errno 21] Is a directory: "
+    assert aishell["warnings"] == [f"AISHELL1_test: cannot be run: IsADirectoryError: [Errno 21] Is a directory: "
                                 f"'{next((root / 'data_aishell').rglob('aishell_transcript_v0.8.txt'))}'"]
     assert json.loads((out / "AISHELL1_test" / "scores.previous.json").read_text())["notes"] == ["OLD"]
     expected = {
@@ -211,7 +211,10 @@ def test_second_process_on_a_run_directory_exits_saying_so(tmp_path: Path) -> No
     assert first.wait(timeout=600) == 0, first.stderr.read()[-3000:]
     assert len(read_records(out / "MME")) == 4 and _scores(out, "MME")["n_failed"] == 0
 
-    _run(_mme(out, "--max-new-tokens", "3"))  # other settings, after the first finished
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert cli.main(_mme(out, "--max-new-tokens", "3")) == 2  # other settings: refused before the model loads
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"} == before
+    assert cli.main(_mme(out, "--max-new-tokens", "3", "--force")) == 0  # the old run moved aside, whole
+    (aside,) = tmp_path.glob("run.replaced-*")
+    assert len(read_records(aside / "MME")) == 4
     assert json.loads((out / "MME" / "fingerprint.json").read_text())["max_new_tokens"] == 3
-    stale = [line for p in (out / "MME").glob("stale-*samples.jsonl") for line in p.read_text().splitlines()]
-    assert len(stale) == 4 and len(read_records(out / "MME")) == 4  # the first run's samples kept aside

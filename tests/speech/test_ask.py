@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import wave
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from safetensors import safe_open
 
 from vita_eval.cli import main
+from vita_eval.models.vita import BUNDLED_TINY
 
 
 def _ask(capsys, *argv: str) -> dict:
@@ -88,8 +90,9 @@ def test_bad_input_is_one_line_before_the_model_loads(argv, message, tmp_path, m
     monkeypatch.setattr(vita15.inference.VitaInference, "from_pretrained", no_load)
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio at all")
-    model = tmp_path / "no-tts"
+    model = tmp_path / "no-tts"  # a checkpoint folder without the speech decoder (its config is all that is read)
     model.mkdir()
+    shutil.copy(BUNDLED_TINY / "config.json", model / "config.json")
     argv = [str(bad) if a == "{bad}" else a for a in argv if a != "--model-without-tts"]
     with pytest.raises(SystemExit) as err:
         main(["ask", "--model", str(model), *argv])

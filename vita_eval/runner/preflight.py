@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from vita_eval import registry
 from vita_eval.config import ConfigError, RunConfig, embedded_suites
 from vita_eval.fsio import read_json
 from vita_eval.suites import SuiteSpec, data_path, load_registry
+
+log = logging.getLogger(__name__)
 
 # The settings that change a run's numbers; everything else may differ between invocations of one run.
 RESULT_KEYS = ("model", "suites", "data_root", "data", "profile", "asr_normalizer", "judge", "judge_base_url",
@@ -253,13 +256,23 @@ def recorded_samples(out: Path) -> int:
     return count
 
 
+def _has_run_files(out: Path) -> bool:
+    """Whether a folder holds what `vita-eval run` writes (its lock, or per suite records, fingerprints, scores)."""
+    return (out / ".lock").exists() or any(next(out.glob(f"*/{name}"), None) for name in ("samples*.jsonl", "fingerprint.json", "scores.json"))
+
+
 def choose_run_dir(out: Path, values: dict[str, Any], *, force: bool) -> tuple[int | None, Path | None]:
     """(samples recorded when resuming or None, where --force moved the old run); refuses other runs' folders."""
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return None, None
     info = read_json(out / "run.json")
     if not isinstance(info, dict):
-        raise ConfigError(f"{out} exists and is not a vita-eval run directory (no run.json); choose another --out")
+        if not _has_run_files(out):
+            raise ConfigError(f"{out} exists and is not a vita-eval run directory (no run.json); choose another --out")
+        # a run killed before (or while) writing run.json: resume; each suite's fingerprint.json still
+        # sets aside records made with other settings (runner.inference.check_fingerprint)
+        log.warning("%s: run.json is missing or damaged; resuming from the suites' own records", out)
+        return recorded_samples(out), None
     old = stored_fingerprint(info)
     if old == values:
         return recorded_samples(out), None
