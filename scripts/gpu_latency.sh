@@ -3,13 +3,15 @@
 # on one GPU: builds the checkpoint description (no 16 GB file: weights are drawn on the GPU from a seed; the
 # TTS modules are written once), then runs `vita-eval latency` for the streaming policies.
 # Results land in OUT/<part>/ as they are made (latency.jsonl is appended request by request).
-# Usage: bash scripts/gpu_latency.sh OUT      (SIZE=tiny DEVICE=cpu REQUESTS=2 for a local smoke test)
+# Usage: bash scripts/gpu_latency.sh OUT      (SIZE=tiny DEVICE=cpu REQUESTS=2 for a local smoke test;
+#        PARTS=fast for the headline measurement alone)
 set -uo pipefail
 OUT=${1:-gpu_latency}
 SIZE=${SIZE:-full}
 DEVICE=${DEVICE:-cuda}
 DTYPE=${DTYPE:-bf16}
 REQUESTS=${REQUESTS:-10}
+PARTS=${PARTS:-"fast baselines"}  # which of the two measurements below to run
 export PYTHONPATH=$PWD:$PWD/model:${PYTHONPATH:-} PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
 (nvidia-smi -L; python3 -c "import torch, transformers; print(torch.__version__, transformers.__version__)") \
@@ -25,8 +27,8 @@ lat() {  # lat PART TIMEOUT ARGS...
   echo "$part: rc=$? $(( $(date +%s) - start )) s" | tee -a "$OUT/env.txt"
 }
 # 1. the first-chunk policy with the graphed speech decoder: the headline numbers
-lat fast 200 --policies fast --scenarios speech speech+image6 speech+image1 --requests "$REQUESTS"
+[[ " $PARTS " == *" fast "* ]] && lat fast 200 --policies fast --scenarios speech speech+image6 speech+image1 --requests "$REQUESTS"
 # 2. where the time went: the reference llm2TTS.run, the real-time server's first-sentence values, and the
 #    fast policy without the CUDA graph (isolates the graph's share)
-lat baselines 220 --policies reference server fast-nograph --scenarios speech speech+image6 \
+[[ " $PARTS " == *" baselines "* ]] && lat baselines 220 --policies reference server fast-nograph --scenarios speech speech+image6 \
   --requests $(( REQUESTS / 2 > 2 ? REQUESTS / 2 : 2 ))
