@@ -296,7 +296,7 @@ def _add_misc(sub: argparse._SubParsersAction) -> None:
     s.set_defaults(fn=cmd_judge_serve)
 
 
-def cmd_bench(args: argparse.Namespace) -> None:
+def cmd_bench(args: argparse.Namespace) -> int:
     from vita_eval.bench.run import WORKLOADS, bench
 
     tiny = args.size == "tiny"
@@ -308,6 +308,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
                    decode_tokens=args.decode_tokens or (4 if tiny else 128), command=" ".join(["vita-eval", *sys.argv[1:]]))
     print((Path(args.out) / "bench.md").read_text())
     print(f"results: {Path(args.out) / 'bench.json'} (total {result['total_s']} s)")
+    return 0
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
