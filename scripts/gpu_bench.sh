@@ -6,7 +6,8 @@
 # Usage: bash scripts/gpu_bench.sh OUT        (BENCH_TIMEOUT seconds caps the bench, default 300)
 # Sizes (the call must finish in minutes): MME and LibriSpeech full; Video-MME 60 videos x 3 q,
 # MMBench 150 questions (563 rows with circular copies), MathVista 48 questions (BENCH_LIMITS);
-# the reference engine runs the first groups given by BENCH_REFERENCE.
+# the reference engine runs the first groups given by BENCH_REFERENCE. BENCH_ARGS adds bench options
+# (e.g. "--workloads MME --profile 48": tables of where the time goes in OUT/profile/).
 set -euo pipefail
 OUT=${1:-gpu_out}
 mkdir -p "$OUT"
@@ -18,7 +19,7 @@ set +e
 LIMITS=${BENCH_LIMITS:-"Video-MME_8frame=60 MMBench_DEV_EN=150 MathVista_MINI=48"}
 REFERENCE=${BENCH_REFERENCE:-"MME=20 LibriSpeech_test_other=12 Video-MME_8frame=3 MMBench_DEV_EN=5 MathVista_MINI=1"}
 timeout "${BENCH_TIMEOUT:-300}" python3 -m vita_eval.cli -v bench --model "$CKPT" --out "$OUT" --work-dir /tmp/vita-bench \
-  --limit $LIMITS --reference $REFERENCE > "$OUT/bench.log" 2>&1
+  --limit $LIMITS --reference $REFERENCE ${BENCH_ARGS:-} > "$OUT/bench.log" 2>&1
 status=$?
 set -e
 tail -n 40 "$OUT/bench.log"

@@ -305,7 +305,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                    workloads=args.workloads or list(WORKLOADS), limits={k: int(v) for k, v in _pairs(args.limit).items()},
                    reference={k: int(v) for k, v in _pairs(args.reference).items()},
                    work_dir=Path(args.work_dir) if args.work_dir else None,
-                   decode_tokens=args.decode_tokens or (4 if tiny else 128), command=" ".join(["vita-eval", *sys.argv[1:]]))
+                   decode_tokens=args.decode_tokens or (4 if tiny else 128), command=" ".join(["vita-eval", *sys.argv[1:]]),
+                   profile=args.profile)
     print((Path(args.out) / "bench.md").read_text())
     print(f"results: {Path(args.out) / 'bench.json'} (total {result['total_s']} s)")
     return 0
@@ -323,6 +324,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reference", nargs="+", metavar="WORKLOAD=N", help="groups the reference engine runs")
     p.add_argument("--decode-tokens", type=int, help="tokens of the batch-1 decode measurement")
     p.add_argument("--work-dir", help="where data and records are written (default: a temporary folder)")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="also run the fast engine on each workload's first N groups under torch.profiler "
+                        "(tables in OUT/profile/WORKLOAD.txt)")
     p.add_argument("--out", default="reports/perf", help="bench.json and bench.md go here")
     p.set_defaults(fn=cmd_bench)
 

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 import torch
 from torch.nn.attention import sdpa_kernel
+from torch.profiler import record_function
 
 from .inference import (
     DECODE_BACKENDS,
@@ -439,17 +440,27 @@ class FastEngine:
                     seen.add(key)
                     audio.append(p.audio_features)
                     audio_keys.append(key)
+        with record_function("vita.encode_images"):
+            self._encode_tiles(pixels, pixel_keys, blocks)
+        with record_function("vita.encode_audio"):
+            self._encode_clips(audio, audio_keys, blocks)
+        return blocks
+
+    def _encode_tiles(self, pixels: list[torch.Tensor], keys: list[bytes], blocks: dict[bytes, torch.Tensor]) -> None:
+        """ViT batches of `vit_tiles` (padded to a bucket, so cuDNN plans few shapes)."""
         for start in range(0, len(pixels), self.vit_tiles):
             tiles = [t.to(self.device, non_blocking=True) for t in pixels[start : start + self.vit_tiles]]
             embeds = self.model.encode_images(torch.stack(_pad_rows(tiles, _bucket(len(tiles), self.vit_tiles))))
-            blocks.update(zip(pixel_keys[start : start + self.vit_tiles], embeds))
+            blocks.update(zip(keys[start : start + self.vit_tiles], embeds))
+
+    def _encode_clips(self, audio: list[torch.Tensor], keys: list[bytes], blocks: dict[bytes, torch.Tensor]) -> None:
+        """Whale batches of clips of similar length (little padding)."""
         order = sorted(range(len(audio)), key=lambda i: len(audio[i]))
         for start in range(0, len(order), AUDIO_BATCH):
             part = [audio[i] for i in order[start : start + AUDIO_BATCH]]
             features, lengths = _bucketed_audio(part)
             embeds = self.model.encode_audio(features.to(self.device, non_blocking=True), lengths)
-            blocks.update(zip([audio_keys[i] for i in order[start : start + AUDIO_BATCH]], embeds))
-        return blocks
+            blocks.update(zip([keys[i] for i in order[start : start + AUDIO_BATCH]], embeds))
 
     def _prefill_round(self, groups: list[list[Job]], taken: list[int]) -> list[_Row]:
         slots, model = self._slots, self.model
@@ -460,7 +471,7 @@ class FastEngine:
         audio = [blocks[k] for j in jobs for k, t in zip(j.prepared.media_keys, _placeholders(j.prepared))
                  if t == AUDIO_TOKEN_INDEX]
         names = [f"request {j.uid}" for j in jobs]
-        with splice_warnings(names) as warnings:
+        with splice_warnings(names) as warnings, record_function("vita.splice"):
             embeds, _ = model.splice([j.prepared.input_ids for j in jobs], torch.stack(images) if images else None,
                                      audio or None, None, names)
         needed = max(self._positions_needed(len(e), int(j.gen.max_new_tokens)) for e, j in zip(embeds, jobs))
@@ -513,6 +524,7 @@ class FastEngine:
         for s in dst:
             slots.host_length[s] = length
 
+    @record_function("vita.prefill")
     def _extend(self, slot_ids: list[int], chunks: list[torch.Tensor], want_logits: bool) -> torch.Tensor | None:
         """Append `chunks[i]` to slot `slot_ids[i]`; logits at each chunk's end.
 
@@ -599,6 +611,14 @@ class FastEngine:
 
     # ---------------------------------------------------------------- decoding
     def _decode_window(self, rows: dict[int, _Row]) -> Iterator[tuple[str, Generation]]:
+        with record_function("vita.decode"):
+            self._decode_steps(rows)
+        with record_function("vita.collect"):
+            finished = list(self._collect(rows))
+        yield from finished
+
+    def _decode_steps(self, rows: dict[int, _Row]) -> None:
+        """Up to `sync_every` steps on the device (graph replays when greedy), no host sync."""
         slots = self._slots
         # up to `sync_every` steps before looking at the tokens; rows that reach their budget sooner
         # run on idle (slots have sync_every positions of headroom) and are cut on the host
@@ -621,7 +641,6 @@ class FastEngine:
             for r in rows.values():
                 r.n_gen += steps
                 slots.host_length[r.slot] += steps
-        yield from self._collect(rows)
 
     def _collect(self, rows: dict[int, _Row]) -> Iterator[tuple[str, Generation]]:
         """Copy the new tokens to the host, apply the stop rules, free and hand out finished rows."""

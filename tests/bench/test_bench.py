@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_tiny_bench_runs_every_workload_with_both_engines(tmp_path: Path) -> None:
     out = tmp_path / "perf"
     proc = subprocess.run([sys.executable, "-m", "vita_eval.cli", "bench", "--size", "tiny", "--device", "cpu",
-                           "--out", str(out), "--work-dir", str(tmp_path / "work")],
+                           "--out", str(out), "--work-dir", str(tmp_path / "work"), "--profile", "1"],
                           capture_output=True, text=True, cwd=REPO, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "bench.json").read_text())
@@ -34,6 +34,11 @@ def test_tiny_bench_runs_every_workload_with_both_engines(tmp_path: Path) -> Non
     assert mme["fast"]["new_tokens"] == 2 * mme["samples"]  # forced answer length
     assert mme["fast"]["engine"]["shared_positions"] > 0  # the two questions of an image share their prefix
     assert result["decode_ms_per_token"]["fast"] > 0
+    profile = mme["profile"]  # the first group again under torch.profiler
+    assert profile["samples"] == 2 and {"vita.encode_images", "vita.prefill", "vita.splice"} <= set(profile["phases"])
+    text = (out / "profile" / "MME.txt").read_text()
+    assert "## engine phases" in text and "aten::" in text
+    assert "vita.encode_audio" in result["workloads"]["LibriSpeech_test_other"]["profile"]["phases"]
     table = (out / "bench.md").read_text()
     assert "| MME |" in table and "Command: `vita-eval bench --size tiny" in table
 

@@ -13,6 +13,7 @@ workload, so an interrupted run still leaves its numbers.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import platform
 import shutil
@@ -123,6 +124,38 @@ def _run(model: VitaModel, spec, samples: list[Sample], folder: Path, preset, de
     return out
 
 
+def profile_run(model: VitaModel, spec, samples: list[Sample], folder: Path, preset, device: str,
+                out: Path) -> dict[str, Any]:
+    """The fast engine on `samples` under torch.profiler: where the time goes, written to `out`.
+
+    Two tables (kernels by GPU time, operators by host time) and the engine's phases
+    (`vita.*` ranges); `gpu_busy` is the kernels' summed time over the wall time, so a low value
+    means the GPU waited for the host.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    on_gpu = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+    with profile(activities=activities) as prof:
+        timed = _run(model, spec, samples, folder, preset, device)
+    events = prof.key_averages()
+    kernel_us = sum(e.self_device_time_total for e in events if not e.key.startswith("vita.")) if on_gpu else 0.0
+    phases = {e.key: {"calls": e.count, "host_ms": round(e.cpu_time_total / 1000, 1),
+                      "gpu_ms": round(e.device_time_total / 1000, 1)} for e in events if e.key.startswith("vita.")}
+    sort = "self_cuda_time_total" if on_gpu else "self_cpu_time_total"
+    text = "\n\n".join([
+        f"# profile: {spec.name}, {timed['samples']} samples, wall {timed['wall_s']} s, "
+        f"kernels {kernel_us / 1e6:.2f} s (GPU busy {kernel_us / 1e6 / max(timed['wall_s'], 1e-9):.0%})",
+        "## engine phases\n" + "\n".join(f"{k}: {json.dumps(v)}" for k, v in phases.items()),
+        f"## by {sort}\n" + events.table(sort_by=sort, row_limit=40, max_name_column_width=70),
+        "## by self_cpu_time_total\n" + events.table(sort_by="self_cpu_time_total", row_limit=25,
+                                                       max_name_column_width=70)])
+    fsio.write_text(out, text + "\n")
+    return {"samples": timed["samples"], "wall_s": timed["wall_s"], "kernel_s": round(kernel_us / 1e6, 3),
+            "gpu_busy": round(kernel_us / 1e6 / max(timed["wall_s"], 1e-9), 3), "phases": phases,
+            "file": out.name}
+
+
 def _agreement(fast_dir: Path, ref_dir: Path) -> dict[str, Any]:
     fast, ref = read_records(fast_dir), read_records(ref_dir)
     both = [u for u, r in ref.items() if r.error is None and u in fast and fast[u].error is None]
@@ -149,7 +182,7 @@ def measure_decode(model: VitaModel, tokens: int) -> float:
 
 def bench(*, model: str | None, size: str, device: str, dtype: str, out: Path, workloads: list[str],
           limits: dict[str, int], reference: dict[str, int], work_dir: Path | None, decode_tokens: int,
-          command: str) -> dict[str, Any]:
+          command: str, profile: int = 0) -> dict[str, Any]:
     unknown = sorted(set(workloads) - set(WORKLOADS))
     if unknown:
         raise SystemExit(f"unknown workload(s) {unknown}; known: {', '.join(WORKLOADS)}")
@@ -178,7 +211,7 @@ def bench(*, model: str | None, size: str, device: str, dtype: str, out: Path, w
         for name in workloads:
             try:
                 result["workloads"][name] = _workload(WORKLOADS[name], fast, ref, work, scale, pool, size, device,
-                                                      reference.get(name))
+                                                      reference.get(name), profile, out)
             except Exception as exc:
                 result.setdefault("errors", {})[name] = _failure(exc)
             _write(out, result)
@@ -204,7 +237,7 @@ def _cpus() -> int:
 
 
 def _workload(w: Workload, fast: VitaModel, ref: VitaModel, work: Path, scale: Scale, pool, size: str, device: str,
-              reference_groups: int | None) -> dict[str, Any]:
+              reference_groups: int | None, profile: int, out: Path) -> dict[str, Any]:
     started = time.perf_counter()
     data_root = work / "data"
     BUILDERS[w.suite](data_root, scale, pool)
@@ -223,6 +256,10 @@ def _workload(w: Workload, fast: VitaModel, ref: VitaModel, work: Path, scale: S
     entry["reference"]["groups"] = n_ref
     entry["speedup"] = round(entry["fast"]["per_s"] / max(entry["reference"]["per_s"], 1e-9), 2)
     entry["agreement"] = _agreement(work / "fast" / w.suite, work / "reference" / w.suite)
+    if profile:  # the first groups again, profiled (after the timed runs, which it would slow down)
+        profiled = [s for g in groups[:profile] for s in g]
+        entry["profile"] = profile_run(fast, spec, profiled, work / "profile" / w.suite, preset, device,
+                                       out / "profile" / f"{w.suite}.txt")
     if w.target_per_s is not None and size == "full":
         entry["target"] = {"per_s": round(w.target_per_s, 2), "note": w.target_note,
                            "met": entry["fast"]["per_s"] >= w.target_per_s}
