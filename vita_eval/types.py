@@ -26,6 +26,12 @@ class SuiteError(Exception):
     """A problem that stops a whole suite (missing columns, md5 mismatch, ...)."""
 
 
+def fail_loading(message: str) -> Any:
+    """A loader body for media found bad while the table was read: it fails at load time, with
+    the reason (`partial(fail_loading, reason)` pickles, so such samples travel to processes too)."""
+    raise SampleError(message)
+
+
 @dataclass
 class Media:
     """A lazily loaded input. `load()` raises SampleError with a clear reason."""

@@ -179,11 +179,8 @@ class FastEngine:
         # fbank in processes on a GPU machine (kaldi-native-fbank holds the GIL); inline elsewhere
         self.fbank_workers = fbank_workers if fbank_workers is not None else (
             min(8, max(1, (os.cpu_count() or 2) // 2)) if on_gpu else 0)
-        self._fbank = None
+        self._fbank = None  # started by the first audio prepared on a thread (none with a Preparer)
         self._fbank_lock = threading.Lock()
-        if on_gpu and self.fbank_workers:  # start the processes now, not when the first audio waits for them
-            self._fbank = FbankPool(self.fbank_workers)
-            self._fbank.warm_up()
         self._stoppers: dict[tuple[str, ...], StopMatcher] = {}
         self._slots: _Slots | None = None
         self._capacity_floor = 0
@@ -204,12 +201,20 @@ class FastEngine:
 
     # ---------------------------------------------------------------- host-side preparation (worker threads)
     def prepare(self, request: Any, tiles_cache: dict | None = None) -> PreparedRequest:
-        """`prepare_request` (thread-safe) plus page-locking, so the copy to the GPU does not block."""
+        """`prepare_request` on a worker thread (thread-safe), page-locked for the copy to the GPU."""
         if getattr(request, "audio", None) is not None and self._fbank is None:
             with self._fbank_lock:
                 if self._fbank is None:
                     self._fbank = FbankPool(self.fbank_workers) if self.fbank_workers else fbank
-        prepared = prepare_request(request, self._locked_tokenizer, self.dither, tiles_cache, self._fbank or fbank)
+        return self.pin(prepare_request(request, self._locked_tokenizer, self.dither, tiles_cache,
+                                        self._fbank or fbank))
+
+    def preparer(self) -> "Preparer":
+        """The same preparation as a picklable callable, for worker processes (`pin` the results here)."""
+        return Preparer(self.tokenizer, self.dither)
+
+    def pin(self, prepared: PreparedRequest) -> PreparedRequest:
+        """Page-locked host tensors, so their copies to the GPU do not block (no-op off the GPU)."""
         if self.device.type == "cuda":
             prepared.input_ids = prepared.input_ids.pin_memory()
             if prepared.pixel_values is not None:
@@ -749,6 +754,19 @@ class FastEngine:
             slots.active.copy_(saved)
         self._graphs[key] = graph
         return graph
+
+
+@dataclass
+class Preparer:
+    """`prepare_request` with a model's tokenizer and fbank dither, picklable: run in a worker
+    process it prepares requests without sharing the engine's GIL (fbank inline: the process is
+    the parallelism)."""
+
+    tokenizer: Any
+    dither: float
+
+    def __call__(self, request: Any, tiles_cache: dict | None = None) -> PreparedRequest:
+        return prepare_request(request, self.tokenizer, self.dither, tiles_cache)
 
 
 class _LockedTokenizer:

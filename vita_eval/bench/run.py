@@ -72,14 +72,26 @@ def answer_lengths(rule: str, samples: list[Sample], tokenizer, size: str) -> di
     return {s.uid: n for s in samples}
 
 
-def forced_preset(preset, lengths: dict[str, int]):
-    """The suite's preset with the answer length fixed and no stop string."""
-    def build(sample: Sample, spec: Any, args: dict) -> Request:
-        request = preset(sample, spec, args)
-        request.gen = dataclasses.replace(request.gen, max_new_tokens=lengths[sample.uid], stop=())
+ANSWER_TOKENS = "bench_answer_tokens"  # the sample field holding its forced answer length
+
+
+@dataclass(frozen=True)
+class ForcedPreset:
+    """The suite's preset with the answer length fixed (from the sample's `ANSWER_TOKENS` field) and
+    no stop string. A small picklable object: it travels to the preparation processes with every group."""
+
+    preset: Any
+
+    def __call__(self, sample: Sample, spec: Any, args: dict) -> Request:
+        request = self.preset(sample, spec, args)
+        request.gen = dataclasses.replace(request.gen, max_new_tokens=int(sample.fields[ANSWER_TOKENS]), stop=())
         return request
 
-    return build
+
+def force_answer_lengths(samples: list[Sample], lengths: dict[str, int]) -> None:
+    """Write each sample's forced answer length into its fields (read by `ForcedPreset`)."""
+    for sample in samples:
+        sample.fields[ANSWER_TOKENS] = lengths[sample.uid]
 
 
 def _checkpoint(model: str | None, size: str, work: Path) -> Path:
@@ -244,8 +256,8 @@ def _workload(w: Workload, fast: VitaModel, ref: VitaModel, work: Path, scale: S
     built = time.perf_counter() - started
     spec = get_suite(w.suite)
     data = load_suite_data(spec, data_path(spec, data_root))
-    lengths = answer_lengths(w.answer_tokens, data.samples, fast.engine.tokenizer, size)
-    preset = forced_preset(registry.get("preset", spec.preset), lengths)
+    force_answer_lengths(data.samples, answer_lengths(w.answer_tokens, data.samples, fast.engine.tokenizer, size))
+    preset = ForcedPreset(registry.get("preset", spec.preset))
     groups = group_samples(data.samples)
     n_ref = min(len(groups), reference_groups or (1 if size == "tiny" else w.reference_groups))
     subset = [s for g in groups[:n_ref] for s in g]

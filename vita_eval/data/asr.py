@@ -15,8 +15,9 @@ and a segment that runs past the end of its audio fails instead of being scored 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -93,21 +94,20 @@ def _check_segment(utt: Utterance, wave: np.ndarray, total: float | None) -> Non
                           f"(got {got:.2f} s of {utt.duration_s:g} s{known})")
 
 
-def _audio_loader(utt: Utterance, policy: AudioPolicy) -> Callable[[], np.ndarray]:
-    def load() -> np.ndarray:
-        from vita15.audio_features import AudioError, load_audio
+def _load_audio(utt: Utterance, policy: AudioPolicy) -> np.ndarray:
+    """The utterance's samples (a module function: `partial(_load_audio, ...)` pickles, so samples
+    can travel to preparation processes)."""
+    from vita15.audio_features import AudioError, load_audio
 
-        path = inside_root(utt.audio, [policy.root], allow_outside=policy.allow_outside_root,
-                           what=f"utterance {utt.uid}")
-        total = _check_length(utt, path) if path.is_file() else None
-        try:
-            wave = load_audio(path, utt.offset_s, utt.duration_s)
-        except AudioError as exc:
-            raise SampleError(f"utterance {utt.uid}: {exc}") from exc
-        _check_segment(utt, wave, total)
-        return wave
-
-    return load
+    path = inside_root(utt.audio, [policy.root], allow_outside=policy.allow_outside_root,
+                       what=f"utterance {utt.uid}")
+    total = _check_length(utt, path) if path.is_file() else None
+    try:
+        wave = load_audio(path, utt.offset_s, utt.duration_s)
+    except AudioError as exc:
+        raise SampleError(f"utterance {utt.uid}: {exc}") from exc
+    _check_segment(utt, wave, total)
+    return wave
 
 
 def build_suite(
@@ -130,7 +130,7 @@ def build_suite(
     for fields, utt in zip(table.to_dict(orient="records"), utts):
         fields.update(audio_path=str(utt.audio), offset_s=utt.offset_s, duration_s=utt.duration_s)
         source = f"{utt.audio}" if utt.duration_s is None else f"{utt.audio} [{utt.offset_s}s +{utt.duration_s}s]"
-        media = Media("audio", source, _audio_loader(utt, policy))
+        media = Media("audio", source, partial(_load_audio, utt, policy))
         samples.append(Sample(suite=suite, uid=utt.uid, fields=fields, audio=media))
     return SuiteData(table=table, samples=samples, files={str(f): file_md5(f) for f in files}, problems=problems)
 

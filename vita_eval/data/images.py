@@ -23,7 +23,7 @@ import base64
 import io
 import logging
 import os
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ import pandas as pd
 from PIL import Image
 
 from vita_eval.data.paths import inside_root
-from vita_eval.types import Media, SampleError, SuiteError
+from vita_eval.types import Media, SampleError, SuiteError, fail_loading
 
 log = logging.getLogger(__name__)
 
@@ -158,40 +158,26 @@ def decode_base64_image(data: str, *, jpeg_roundtrip: bool = False) -> Image.Ima
     return _finish(decode_bounded(image), jpeg_roundtrip)
 
 
-def _failing(message: str) -> Callable[[], Image.Image]:
-    """A loader that reports a problem found while building the table, at load time."""
-
-    def load() -> Image.Image:
-        raise SampleError(message)
-
-    return load
-
-
-def _base64_loader(data: str, source: str, jpeg_roundtrip: bool) -> Callable[[], Image.Image]:
-    def load() -> Image.Image:
-        try:
-            return decode_base64_image(data, jpeg_roundtrip=jpeg_roundtrip)
-        except Exception as exc:
-            raise SampleError(f"{source}: not a decodable base64 image ({type(exc).__name__}: {exc})") from exc
-
-    return load
+def _load_base64(data: str, source: str, jpeg_roundtrip: bool) -> Image.Image:
+    """Loaders are partials of module functions, so samples pickle (preparation processes)."""
+    try:
+        return decode_base64_image(data, jpeg_roundtrip=jpeg_roundtrip)
+    except Exception as exc:
+        raise SampleError(f"{source}: not a decodable base64 image ({type(exc).__name__}: {exc})") from exc
 
 
-def _path_loader(name: str, search: list[Path], source: str, allow_outside: bool) -> Callable[[], Image.Image]:
-    def load() -> Image.Image:
-        candidates = [Path(name)] if Path(name).is_absolute() else [d / name for d in search]
-        found = next((p for p in candidates if p.is_file()), None)
-        if found is None:
-            tried = ", ".join(str(p) for p in candidates)
-            raise SampleError(f"{source}: image file {name!r} not found (tried {tried})")
-        found = inside_root(found, search, allow_outside=allow_outside, what=source)
-        try:
-            with Image.open(found) as image:
-                return _finish(decode_bounded(image), jpeg_roundtrip=False)
-        except Exception as exc:
-            raise SampleError(f"{source}: cannot decode image file {found} ({type(exc).__name__}: {exc})") from exc
-
-    return load
+def _load_path(name: str, search: list[Path], source: str, allow_outside: bool) -> Image.Image:
+    candidates = [Path(name)] if Path(name).is_absolute() else [d / name for d in search]
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None:
+        tried = ", ".join(str(p) for p in candidates)
+        raise SampleError(f"{source}: image file {name!r} not found (tried {tried})")
+    found = inside_root(found, search, allow_outside=allow_outside, what=source)
+    try:
+        with Image.open(found) as image:
+            return _finish(decode_bounded(image), jpeg_roundtrip=False)
+    except Exception as exc:
+        raise SampleError(f"{source}: cannot decode image file {found} ({type(exc).__name__}: {exc})") from exc
 
 
 class _RowImages:
@@ -242,18 +228,18 @@ class _RowImages:
             cell, note, owner = self._resolve(index)
             items = cell_to_list(cell)
         except SampleError as exc:
-            return [Media("image", source, _failing(str(exc)))]
+            return [Media("image", source, partial(fail_loading, str(exc)))]
         except (ValueError, SyntaxError) as exc:
-            return [Media("image", source, _failing(f"{source}: bad list literal ({exc})"))]
+            return [Media("image", source, partial(fail_loading, f"{source}: bad list literal ({exc})"))]
         key = f"{self.tsv_path}#{owner}"
         if len(items) == 1:
-            return [Media("image", source + note, _base64_loader(items[0], source + note, self.jpeg_roundtrip), key)]
+            return [Media("image", source + note, partial(_load_base64, items[0], source + note, self.jpeg_roundtrip), key)]
         names = cell_to_list(row["image_path"]) if "image_path" in row else []
         media = []
         for j, data in enumerate(items):
             src = f"{source}[{j}]{note}"
             as_jpeg = self.jpeg_roundtrip and j < len(names) and names[j].lower().endswith((".jpg", ".jpeg"))
-            media.append(Media("image", src, _base64_loader(data, src, as_jpeg), f"{key}[{j}]"))
+            media.append(Media("image", src, partial(_load_base64, data, src, as_jpeg), f"{key}[{j}]"))
         return media
 
     def _from_paths(self, index: str, cell: object) -> list[Media]:
@@ -261,10 +247,10 @@ class _RowImages:
         try:
             names = cell_to_list(cell)
         except (ValueError, SyntaxError) as exc:
-            return [Media("image", source, _failing(f"{source}: bad list literal ({exc})"))]
+            return [Media("image", source, partial(fail_loading, f"{source}: bad list literal ({exc})"))]
         return [
             Media("image", f"{source}[{j}]" if len(names) > 1 else source,
-                  _path_loader(name, self.search, source, self.allow_outside))
+                  partial(_load_path, name, self.search, source, self.allow_outside))
             for j, name in enumerate(names)
         ]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +26,7 @@ from vita_eval.data.checksums import file_md5
 from vita_eval.data.paths import inside_root
 from vita_eval.data.tsv import normalize_index, read_table, require_columns
 from vita_eval.registry import register
-from vita_eval.types import Media, Sample, SampleError, SuiteData, SuiteError
+from vita_eval.types import Media, Sample, SampleError, SuiteData, SuiteError, fail_loading
 
 PARQUET = Path("videomme/test-00000-of-00001.parquet")
 TSV_NAME = "Video-MME.tsv"
@@ -142,21 +142,12 @@ def _read_source(data_file: Path) -> tuple[pd.DataFrame, str, list[dict[str, str
     return table, LAYOUT_JULY2024, problems
 
 
-def _video_loader(path: Path) -> Callable[[], VideoHandle]:
-    def load() -> VideoHandle:
-        try:
-            return open_video(path)
-        except VideoError as exc:
-            raise SampleError(str(exc)) from exc
-
-    return load
-
-
-def _refused(reason: str) -> Callable[[], VideoHandle]:
-    def load() -> VideoHandle:
-        raise SampleError(reason)
-
-    return load
+def _load_video(path: Path) -> VideoHandle:
+    """A module function, so `partial(_load_video, path)` pickles (preparation processes)."""
+    try:
+        return open_video(path)
+    except VideoError as exc:
+        raise SampleError(str(exc)) from exc
 
 
 def _media_paths(root: Path, video_id: object, uid: str, allow_outside: bool) -> tuple[Path, Path | None]:
@@ -187,10 +178,10 @@ def load_videomme(root: Path, *, suite: str = "Video-MME", allow_outside_root: b
             continue
         try:
             video, subtitle = _media_paths(root, fields["video"], uid, allow_outside_root)
-            media = Media("video", str(video), _video_loader(video))
+            media = Media("video", str(video), partial(_load_video, video))
         except SampleError as exc:
             video, subtitle = None, None
-            media = Media("video", f"videoID {str(fields['video'])[:80]!r}", _refused(str(exc)))
+            media = Media("video", f"videoID {str(fields['video'])[:80]!r}", partial(fail_loading, str(exc)))
         fields.update(video_path=str(video) if video else None, subtitle_path=str(subtitle) if subtitle else None)
         samples.append(Sample(suite=suite, uid=uid, fields=fields, video=media))
     return SuiteData(table=table, samples=samples, files={str(data_file): file_md5(data_file)}, problems=problems)

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -81,8 +82,10 @@ class VitaModel:
     """
 
     def __init__(self, path: Path, *, device: str, dtype: str, name: str | None = None, engine: str = "fast",
-                 loaded=None):
-        """`loaded`: a `VitaInference` of this checkpoint already in memory (two engines, one model)."""
+                 loaded=None, prepare_processes: int | None = None):
+        """`loaded`: a `VitaInference` of this checkpoint already in memory (two engines, one model).
+        `prepare_processes`: worker processes that prepare requests for the fast engine (default:
+        most cores on a GPU machine, none on a CPU, where the model itself needs the cores)."""
         from vita15.inference import VitaInference
 
         if engine not in ENGINES:
@@ -101,6 +104,13 @@ class VitaModel:
             gen_cfg = json.loads(gen_path.read_text()) if gen_path.is_file() else {}
             self.fast = FastEngine(self.engine.model, self.engine.tokenizer, gen_cfg)
         self.prefetch_workers = max(1, min(16, (os.cpu_count() or 2) - 1)) if engine == "fast" else 0
+        self.prepare_pool = None
+        if prepare_processes is None:
+            prepare_processes = max(1, min(12, (os.cpu_count() or 2) - 2)) if device.startswith("cuda") else 0
+        if self.fast is not None and prepare_processes > 0:
+            from vita_eval.runner.prepare_pool import PreparePool
+
+            self.prepare_pool = PreparePool(prepare_processes, partial(_jobs, self.fast.preparer()))
         self.identity: dict[str, Any] = {
             "path": str(path.resolve()), "name": self.name,
             "config_sha256": _sha256(path / "config.json"),
@@ -111,18 +121,13 @@ class VitaModel:
     # ------------------------------------------------------------ streaming (used by the runner)
     def prepare(self, requests: Sequence[Request]) -> list[Any]:
         """Worker-thread side: the fast engine's jobs (the questions of one image share its tiling)."""
-        if self.fast is None:
-            return list(requests)
-        from vita15.engine import Job
+        return _jobs(self.fast.prepare, requests) if self.fast is not None else list(requests)
 
-        tiles: dict = {}
-        out: list[Any] = []
-        for request in requests:
-            try:
-                out.append(Job(request.uid, self.fast.prepare(request, tiles), request.gen))
-            except Exception as exc:  # this request's media cannot be prepared; its group goes on
-                out.append(exc)
-        return out
+    def adopt(self, jobs: list[Any]) -> list[Any]:
+        """Jobs prepared in a worker process, page-locked here for the copies to the GPU."""
+        for job in jobs:
+            self.fast.pin(job.prepared)
+        return jobs
 
     def stream(self, source) -> Iterator[tuple[str, Output | Exception]]:
         """(uid, Output or the exception that failed it) as each generation ends."""
@@ -159,6 +164,21 @@ class VitaModel:
             if isinstance(results[r.uid], Exception):
                 raise results[r.uid]
         return [_output(results[r.uid]) for r in requests]
+
+
+def _jobs(prepare_one, requests: Sequence[Request]) -> list[Any]:
+    """The fast engine's jobs, one per request, or the exception that failed it (its group goes on).
+    A module function, so `partial(_jobs, preparer)` runs in worker processes too."""
+    from vita15.engine import Job
+
+    tiles: dict = {}
+    out: list[Any] = []
+    for request in requests:
+        try:
+            out.append(Job(request.uid, prepare_one(request, tiles), request.gen))
+        except Exception as exc:  # this request's media cannot be prepared; its group goes on
+            out.append(exc)
+    return out
 
 
 def _output(g) -> Output:

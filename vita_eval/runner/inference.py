@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence
 
@@ -25,7 +26,8 @@ from tqdm import tqdm
 
 from vita_eval import fsio
 from vita_eval.runner.distributed import Dist
-from vita_eval.runner.records import RecordWriter, SampleRecord, prompt_hash, read_records
+from vita_eval.runner.prepare_pool import failure_reason, prepare_group, travels
+from vita_eval.runner.records import RecordWriter, SampleRecord, read_records
 from vita_eval.runner.schedule import Prefetcher, group_samples
 from vita_eval.types import Output, Request, Sample
 
@@ -34,6 +36,8 @@ class EvalModel(Protocol):
     """What the runner drives. Optional streaming extension (used when present):
 
     - `prepare(requests) -> list[item | Exception]`: host-side work, run on worker threads;
+    - `prepare_pool` (a `PreparePool`) and `adopt(items) -> items`: the same work in worker
+      processes, then the main process's finishing touch (page-locking);
     - `stream(source) -> Iterator[(uid, Output | Exception)]`: `source.poll()` / `source.get()`
       give lists of prepared items (one prefix-sharing group each), results come as they end;
     - `prefetch_workers`: how many worker threads may run ahead (0: the caller's thread).
@@ -76,7 +80,8 @@ def check_fingerprint(suite_dir: Path, fingerprint: dict[str, Any]) -> None:
 _DAMAGED = object()  # read_json's default for a fingerprint that exists but cannot be read
 
 
-def _build(preset, sample: Sample, spec: Any, args: dict[str, Any], max_new_tokens: int | None) -> Request:
+def _build(sample: Sample, *, preset, spec: Any, args: dict[str, Any], max_new_tokens: int | None) -> Request:
+    """The sample's request through the suite's preset (a module function: its partial pickles)."""
     request = preset(sample, spec, args)
     if max_new_tokens is not None and request.gen.max_new_tokens > max_new_tokens:
         request.gen = dataclasses.replace(request.gen, max_new_tokens=max_new_tokens)
@@ -88,7 +93,7 @@ def _error(uid: str, reason: str) -> SampleRecord:
 
 
 def _failure(uid: str, exc: BaseException) -> SampleRecord:
-    return _error(uid, f"generation failed: {type(exc).__name__}: {exc}")
+    return _error(uid, failure_reason(exc))
 
 
 def _record(uid: str, phash: str, output: Output, time_s: float) -> SampleRecord:
@@ -130,36 +135,36 @@ class _AsyncWriter:
 
 
 class _Groups:
-    """Builds and prepares each group on the worker pool; failures are recorded on the spot."""
+    """Builds and prepares each group ahead of the GPU; failures are recorded on the spot.
+
+    With the model's `prepare_pool` (worker processes) the work runs there and the threads only
+    wait and hand the items to `model.adopt`; otherwise the threads do it themselves.
+    """
 
     def __init__(self, model: EvalModel, groups: list[list[Sample]], build, write) -> None:
         self.model, self.build, self.write = model, build, write
         self.hashes: dict[str, str] = {}
         self._lock = threading.Lock()
-        workers = int(getattr(model, "prefetch_workers", 0)) if hasattr(model, "stream") else 0
+        streams = hasattr(model, "stream")
+        pool = getattr(model, "prepare_pool", None) if streams else None
+        self._remote = pool if pool is not None and groups and travels(build, groups[0]) else None
+        workers = int(getattr(model, "prefetch_workers", 0)) if streams else 0
         self._prefetch = Prefetcher(groups, self._prepare, workers=workers, lookahead=4 * max(workers, 1) + 16)
 
     def _prepare(self, group: list[Sample]) -> list[Any]:
-        requests = []
-        for sample in group:
-            try:
-                request = self.build(sample)
-                phash = prompt_hash(request)
-            except Exception as exc:  # bad media or row: this sample fails, the group goes on
-                self.write(_error(sample.uid, f"input: {exc}"))
+        if self._remote is not None:
+            outcomes = self._remote.submit(group, self.build).result()
+        else:
+            outcomes = prepare_group(group, self.build, getattr(self.model, "prepare", None))
+        items = []
+        for outcome in outcomes:
+            if outcome.error is not None:
+                self.write(_error(outcome.uid, outcome.error))
                 continue
             with self._lock:
-                self.hashes[request.uid] = phash
-            requests.append(request)
-        if not hasattr(self.model, "prepare"):
-            return requests
-        items = []
-        for request, item in zip(requests, self.model.prepare(requests)):
-            if isinstance(item, Exception):
-                self.write(_failure(request.uid, item))
-            else:
-                items.append(item)
-        return items
+                self.hashes[outcome.uid] = outcome.prompt_hash
+            items.append(outcome.item)
+        return self.model.adopt(items) if self._remote is not None else items
 
     def poll(self) -> list[Any] | None:
         while (items := self._prefetch.poll()) is not None:
@@ -191,7 +196,7 @@ def infer_suite(model: EvalModel, spec: Any, samples: list[Sample], suite_dir: P
         bar.update(1)
 
     groups = _Groups(model, group_samples(todo),
-                     lambda s: _build(preset, s, spec, preset_args, max_new_tokens), write)
+                     partial(_build, preset=preset, spec=spec, args=preset_args, max_new_tokens=max_new_tokens), write)
     start = time.perf_counter()
     try:
         results = model.stream(groups) if hasattr(model, "stream") else _batched(model, groups, batch_size)
