@@ -144,6 +144,7 @@ def profile_run(model: VitaModel, spec, samples: list[Sample], folder: Path, pre
     (`vita.*` ranges); `gpu_busy` is the kernels' summed time over the wall time, so a low value
     means the GPU waited for the host.
     """
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     on_gpu = device.startswith("cuda")
@@ -151,7 +152,8 @@ def profile_run(model: VitaModel, spec, samples: list[Sample], folder: Path, pre
     with profile(activities=activities) as prof:
         timed = _run(model, spec, samples, folder, preset, device)
     events = prof.key_averages()
-    kernel_us = sum(e.self_device_time_total for e in events if not e.key.startswith("vita.")) if on_gpu else 0.0
+    kernel_us = sum(e.self_device_time_total for e in events  # kernels and copies, each once
+                    if e.device_type == DeviceType.CUDA and not e.key.startswith("vita.")) if on_gpu else 0.0
     phases = {e.key: {"calls": e.count, "host_ms": round(e.cpu_time_total / 1000, 1),
                       "gpu_ms": round(e.device_time_total / 1000, 1)} for e in events if e.key.startswith("vita.")}
     sort = "self_cuda_time_total" if on_gpu else "self_cpu_time_total"
