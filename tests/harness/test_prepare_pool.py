@@ -28,6 +28,7 @@ def models():
     threads = VitaModel(path, device="cpu", dtype="fp32", engine="fast", prepare_processes=0)
     processes = VitaModel(path, device="cpu", dtype="fp32", engine="fast", loaded=threads.engine,
                           prepare_processes=2)
+    processes.process_media = {"image", "video", "audio"}  # every suite in processes (default: audio only)
     yield threads, processes
     processes.prepare_pool.close()
 
@@ -67,6 +68,20 @@ def test_a_bad_sample_fails_alone_in_a_worker_process(models, tmp_path: Path) ->
     bad = [r for r in got.values() if r["error"]]
     assert len(bad) >= 1 and all(r["error"].startswith("input: ") and "base64" in r["error"] for r in bad)
     assert sum(r["error"] is None for r in got.values()) == len(got) - len(bad) > 0
+
+
+def test_suites_go_to_processes_by_media_kind(models) -> None:
+    threads, processes = models
+    image, audio = (load_suite_data(get_suite(n), data_path(get_suite(n), SAMPLES)).samples[:2]
+                    for n in ("MME", "LibriSpeech_test_clean"))
+    assert threads.prepare_pool_for(audio) is None  # no processes at all
+    default = VitaModel(processes.path, device="cpu", dtype="fp32", engine="fast", loaded=threads.engine,
+                        prepare_processes=1)
+    try:
+        assert default.prepare_pool_for(audio) is default.prepare_pool is not None
+        assert default.prepare_pool_for(image) is None
+    finally:
+        default.prepare_pool.close()
 
 
 def test_a_preset_that_does_not_pickle_is_prepared_on_threads(models, tmp_path: Path) -> None:

@@ -36,8 +36,8 @@ class EvalModel(Protocol):
     """What the runner drives. Optional streaming extension (used when present):
 
     - `prepare(requests) -> list[item | Exception]`: host-side work, run on worker threads;
-    - `prepare_pool` (a `PreparePool`) and `adopt(items) -> items`: the same work in worker
-      processes, then the main process's finishing touch (page-locking);
+    - `prepare_pool_for(samples) -> PreparePool | None` and `adopt(items) -> items`: the same work
+      in worker processes for suites like `samples`, then the main process's finishing touch;
     - `stream(source) -> Iterator[(uid, Output | Exception)]`: `source.poll()` / `source.get()`
       give lists of prepared items (one prefix-sharing group each), results come as they end;
     - `prefetch_workers`: how many worker threads may run ahead (0: the caller's thread).
@@ -137,7 +137,7 @@ class _AsyncWriter:
 class _Groups:
     """Builds and prepares each group ahead of the GPU; failures are recorded on the spot.
 
-    With the model's `prepare_pool` (worker processes) the work runs there and the threads only
+    With the model's worker processes for this suite (`prepare_pool_for`) the work runs there and the threads only
     wait and hand the items to `model.adopt`; otherwise the threads do it themselves.
     """
 
@@ -146,8 +146,8 @@ class _Groups:
         self.hashes: dict[str, str] = {}
         self._lock = threading.Lock()
         streams = hasattr(model, "stream")
-        pool = getattr(model, "prepare_pool", None) if streams else None
-        self._remote = pool if pool is not None and groups and travels(build, groups[0]) else None
+        pool = model.prepare_pool_for(groups[0]) if streams and groups and hasattr(model, "prepare_pool_for") else None
+        self._remote = pool if pool is not None and travels(build, groups[0]) else None
         workers = int(getattr(model, "prefetch_workers", 0)) if streams else 0
         self._prefetch = Prefetcher(groups, self._prepare, workers=workers, lookahead=4 * max(workers, 1) + 16)
 
