@@ -147,10 +147,10 @@ def test_judge_replies_are_matched_against_the_lower_cased_options(scripted_judg
 
     judge = scripted_judge(lambda prompt, t: "So it must be: Paris.")
     extract = OptionExtractor(3, judge, random.Random(0))
-    assert extract("Where?", {"A": "İzmir", "B": "Paris"}, "hmm") == "B"
+    assert extract("Where?", {"A": "İzmir", "B": "Paris"}, "hmm", "1") == "B"
     assert "A. İzmir" in judge.prompts[0][0]  # the prompt shows the options as given
     extract_fresh = OptionExtractor(3, None, random.Random(0))
-    assert extract_fresh("Where?", {"A": "İzmir", "B": "Paris"}, "So it must be: Paris.") == "Z"
+    assert extract_fresh("Where?", {"A": "İzmir", "B": "Paris"}, "So it must be: Paris.", "1") == "Z"
 
 
 def test_judge_reply_with_the_api_failure_string_is_not_matched(scripted_judge):
@@ -161,5 +161,5 @@ def test_judge_reply_with_the_api_failure_string_is_not_matched(scripted_judge):
     # `extract_answer_from_item` skips a reply containing "Failed to obtain answer via API" (option text "API")
     judge = scripted_judge(lambda prompt, t: "Failed to obtain answer via API.")
     extract = OptionExtractor(3, judge, random.Random(0))
-    extract("Which?", {"A": "api", "B": "sdk"}, "unclear")
+    extract("Which?", {"A": "api", "B": "sdk"}, "unclear", "1")
     assert len(judge.prompts) == 3 and extract.random_fallbacks == 1

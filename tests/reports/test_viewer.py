@@ -3,18 +3,15 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from headless_chromium import dump_dom
 
 from vita_eval.reports.compare import write_report
 from vita_eval.reports.viewer import outcome
 from vita_eval.runner.run import run
 from vita_eval.config import resolve
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +32,6 @@ def page(two_runs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) 
     report = write_report(list(two_runs), out=tmp_path_factory.mktemp("report"), n_boot=50, html=True)
     assert "samples.html" in report.with_suffix(".html").read_text()  # report.html links the viewer
     return report.parent / "samples.html"
-
-
-def dump_dom(url: str, profile: Path) -> str:
-    """The DOM after the page's scripts ran, from Debian's chromium in headless mode."""
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-           "--virtual-time-budget=5000", "--dump-dom", url]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
 
 
 def cards(dom: str) -> list[tuple[str, str]]:

@@ -4,7 +4,9 @@ A judge completes one prompt. It returns None when every retry failed, so the
 scorer can apply VLMEvalKit's failure rule for its suite (Unknown, random
 letter, empty extraction). Usage counters are reported in scores.json, per suite:
 the runner hands each suite a `session` of the run's judge (its own counters and
-time budget, the shared cache and connection).
+time budget, the shared cache and connection). A judge may also offer `answer`, the same call
+with how it went (from the cache, failed, skipped by the time budget), which the per-sample judge
+log records; every CachedJudge does.
 """
 from __future__ import annotations
 
@@ -24,6 +26,15 @@ class JudgeStats:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One `complete` call as it went: the reply (None without one) and where it came from."""
+
+    text: str | None
+    status: str  # "ok"; "failed": every try failed; "skipped": not sent, the time budget was spent
+    cached: bool = False  # the reply came from the judge cache (nothing was sent)
 
 
 class Judge(Protocol):

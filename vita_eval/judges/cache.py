@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from vita_eval import fsio
-from vita_eval.judges.base import JudgeStats
+from vita_eval.judges.base import Answer, JudgeStats
 
 log = logging.getLogger(__name__)
 
@@ -158,22 +158,26 @@ class CachedJudge(ABC):
             self.stats.completion_tokens += completion_tokens
 
     def complete(self, prompt: str, *, temperature: float = 0.0, max_tokens: int = 2048) -> str | None:
-        """Answer from the cache when possible so a re-score never pays twice."""
+        """The reply, or None when there is none (see `answer`)."""
+        return self.answer(prompt, temperature=temperature, max_tokens=max_tokens).text
+
+    def answer(self, prompt: str, *, temperature: float = 0.0, max_tokens: int = 2048) -> Answer:
+        """Answer from the cache when possible so a re-score never pays twice; say where the reply came from."""
         params = {"temperature": float(temperature), "max_tokens": int(max_tokens), **self._key_params()}
         key = cache_key(self.identity, prompt, params)
         hit = self.cache.get(key)
         if hit is not None:
             self._record(cache_hits=1)
-            return hit.text
+            return Answer(hit.text, "ok", cached=True)
         if self.budget_spent():
             self._record(failures=1, skipped=1)
-            return None
+            return Answer(None, "skipped")
         gen = self._generate(prompt, float(temperature), int(max_tokens))
         if gen is None:
             self._record(failures=1)
-            return None
+            return Answer(None, "failed")
         self.cache.put(key, gen, {"identity": self.identity, "params": params, "prompt": prompt})
-        return gen.text
+        return Answer(gen.text, "ok")
 
     def complete_many(self, prompts: Sequence[str], *, temperature: float = 0.0,
                       max_tokens: int = 2048) -> list[str | None]:

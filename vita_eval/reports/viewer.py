@@ -2,7 +2,9 @@
 
 Each sample shows its media (an image thumbnail, an audio player, a video frame), the prompt the
 model was given, the reference, and per run the raw output, the parsed answer, the scorer's
-decision (extracted answer, outcome, how it was decided: rule, prefetch or judge) and any error.
+decision (extracted answer, outcome, how it was decided: rule, prefetch or judge), any error, and
+the judge calls made while scoring it (folded: the judge's identity, each try's prompt and reply,
+whether it came from the cache, failed or was skipped by the time budget).
 Filters: suite, correct / wrong (in the baseline or any run), changed between runs, and text. The
 filters also read the URL fragment (`samples.html#suite=MME&outcome=wrong&changed=1`), so a view
 can be linked to. Records come from each run's `<suite>/log_samples.jsonl`; prompts and media are
@@ -111,6 +113,14 @@ def _media_and_prompts(run: Run, suite: str, uids: set[str]) -> dict[str, dict[s
     return out
 
 
+def _run_result(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What one run's card row shows of its log record (None: the sample is not in that run)."""
+    if record is None:
+        return None
+    return {**{k: record.get(k) for k in ("raw", "prediction", "scoring", "error")},
+            "judge": record.get("judge") or [], "correct": outcome(record.get("scoring"))}
+
+
 def build_samples(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """One entry per (suite, uid) of the baseline run (else of any run), with every run's record."""
     entries: list[dict[str, Any]] = []
@@ -124,9 +134,7 @@ def build_samples(runs: Sequence[Run]) -> list[dict[str, Any]]:
         for uid in shown:
             per_run = {label: records.get(uid) for label, records in logs.items()}
             first = next(r for r in per_run.values() if r)
-            results = {label: None if r is None else {**{k: r.get(k) for k in ("raw", "prediction", "scoring",
-                                                                                "error")}, "correct": outcome(
-                r.get("scoring"))} for label, r in per_run.items()}
+            results = {label: _run_result(r) for label, r in per_run.items()}
             outcomes = [r["correct"] for r in results.values() if r is not None]
             answers = [r["prediction"] for r in results.values() if r is not None]
             entries.append({
@@ -146,7 +154,7 @@ article h3{margin:.2em 0;font-size:14px}.media img{max-height:192px;margin-right
 pre{white-space:pre-wrap;background:#f6f6f6;padding:.4em;margin:.2em 0;font-size:12px}
 table{border-collapse:collapse;font-size:12px;width:100%}td,th{border:1px solid #ddd;padding:3px 6px;
 vertical-align:top;text-align:left}.ok{color:#176c2b;font-weight:bold}.bad{color:#b3261e;font-weight:bold}
-.changed{background:#fff6d6}"""
+.changed{background:#fff6d6}details.judge summary{cursor:pointer}.call{margin:.3em 0 .6em}"""
 
 SCRIPT = r"""
 const DATA = JSON.parse(document.getElementById('data').textContent);
@@ -157,13 +165,27 @@ function verdict(r) { if (!r) return '<i>not in this run</i>';
   return r.correct === true ? '<span class="ok">correct</span>' : r.correct === false ? '<span class="bad">wrong</span>' : '—'; }
 function scoring(r) { if (!r || !r.scoring) return '';
   return Object.entries(r.scoring).map(([k, v]) => esc(k) + ': ' + esc(typeof v === 'object' ? JSON.stringify(v) : v)).join('<br>'); }
+function callFlags(c) {
+  return (c.cached ? ' · from the cache' : '') + (c.status === 'failed' ? ' · <span class="bad">failed: no reply</span>'
+    : c.status === 'skipped' ? ' · <span class="bad">skipped: judge time budget spent</span>' : '');
+}
+function judgeCalls(calls) {
+  if (!calls || !calls.length) return '';
+  const who = [...new Set(calls.map(c => c.identity))].map(esc).join(', ');
+  const body = calls.map(c => '<div class="call"><b>attempt ' + esc(c.attempt) + '</b> · temperature ' + esc(c.temperature)
+    + callFlags(c) + '<div>prompt</div><pre class="judge-prompt">' + esc(c.prompt) + '</pre>'
+    + (c.reply == null ? '' : '<div>reply</div><pre class="judge-reply">' + esc(c.reply) + '</pre>') + '</div>').join('');
+  return '<details class="judge"><summary>judge: ' + calls.length + (calls.length === 1 ? ' call' : ' calls')
+    + ' · ' + who + '</summary>' + body + '</details>';
+}
 function card(s) {
   const media = (s.images || []).concat(s.video || []).map(src => '<img src="' + src + '" alt="' + esc(s.uid) + '">').join('')
     + (s.audio ? '<audio controls src="' + s.audio + '"></audio>' : '') + (s.video_path ? '<div><code>' + esc(s.video_path) + '</code></div>' : '');
   const choices = s.choices ? Object.entries(s.choices).map(([k, v]) => esc(k) + '. ' + esc(v)).join('<br>') : '';
   const rows = RUNS.map(label => { const r = s.runs[label];
     return '<tr><th>' + esc(label) + '</th><td>' + verdict(r) + '</td><td><pre>' + esc(r ? r.raw : '') + '</pre></td><td>'
-      + esc(r ? r.prediction : '') + '</td><td>' + scoring(r) + '</td><td>' + esc(r ? r.error : '') + '</td></tr>'; }).join('');
+      + esc(r ? r.prediction : '') + '</td><td>' + scoring(r) + '</td><td>' + esc(r ? r.error : '') + '</td></tr>'
+      + (r && r.judge.length ? '<tr class="judge-row"><td colspan="6">' + judgeCalls(r.judge) + '</td></tr>' : ''); }).join('');
   return '<article class="sample' + (s.changed ? ' changed' : '') + '" data-suite="' + esc(s.suite) + '" data-uid="' + esc(s.uid) + '">'
     + '<h3>' + esc(s.suite) + ' · ' + esc(s.uid) + (s.changed ? ' · changed between runs' : '') + '</h3>'
     + '<div class="media">' + media + '</div>'

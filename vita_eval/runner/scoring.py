@@ -1,4 +1,5 @@
-"""Turn a suite's records into scores.json, per_sample.jsonl, log_samples.jsonl and VLMEvalKit's prediction file.
+"""Turn a suite's records into scores.json, per_sample.jsonl, log_samples.jsonl, judge_calls.jsonl and VLMEvalKit's
+prediction file.
 
 Every failed sample is counted once, with the first reason found: a row the loader
 could not use, an input or generation error, or a row the scorer could not score.
@@ -11,8 +12,14 @@ whether it was scored.
 log_samples.jsonl is lmms-eval's `--log_samples` for every suite at once: one line per
 dataset row joining what the data says (question, reference answer), what the model
 said (raw output, the answer handed to the scorer, any error) and what the scorer
-decided (its per_sample row: extracted answer, outcome, how it was decided). It is
-built here from the three tables, so no scorer has to write it.
+decided (its per_sample row: extracted answer, outcome, how it was decided), plus under
+`judge` the judge calls made while scoring it. It is built here from those tables, so no
+scorer has to write it.
+
+judge_calls.jsonl holds every judge call of the scoring, one line each with the uid of the
+sample it was for (prompt, reply, temperature, try, status, cached, judge identity), in
+dataset order; it is rewritten by every scoring (empty when no judge was asked), so it always
+matches the log_samples.jsonl written beside it.
 """
 from __future__ import annotations
 
@@ -23,13 +30,14 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from vita_eval import fsio
 from vita_eval.scorers.base import ScoreResult, flat_metrics, get_scorer
+from vita_eval.scorers.judging import JudgeRecorder
 from vita_eval.scorers.predictions import write_vlmevalkit_xlsx
 from vita_eval.scorers.profiles import get_profile
 from vita_eval.suites import SuiteSpec
@@ -111,11 +119,16 @@ SCORING_SKIP = ("uid", "cluster", "stratum")
 
 
 def sample_log(table: pd.DataFrame, records: Mapping[str, Mapping[str, Any]], per_sample: pd.DataFrame,
-               failures: list[dict[str, str]]) -> list[dict[str, Any]]:
-    """One record per dataset row: question, reference, raw output, scorer input, scorer decision, error."""
+               failures: list[dict[str, str]], judge_calls: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+    """One record per dataset row: question, reference, raw output, scorer input, scorer decision, error,
+    and `judge`, its judge calls (only on rows the judge was asked about)."""
     scored = {str(row["uid"]): row for row in per_sample.to_dict(orient="records")} if "uid" in per_sample else {}
     failed = {f["uid"]: f["reason"] for f in failures}
     choices = [c for c in "ABCDEFGHIJ" if c in table.columns]
+    asked: dict[str, list[dict[str, Any]]] = {}
+    for call in judge_calls:
+        if call["uid"] is not None:
+            asked.setdefault(str(call["uid"]), []).append({k: v for k, v in call.items() if k != "uid"})
     out = []
     for row in table.to_dict(orient="records"):
         uid = str(row["index"])
@@ -129,15 +142,27 @@ def sample_log(table: pd.DataFrame, records: Mapping[str, Mapping[str, Any]], pe
                   "scoring": None if decision is None else
                   {k: _plain(v) for k, v in decision.items() if k not in SCORING_SKIP},
                   "error": record.get("error") or failed.get(uid)}
+        if uid in asked:
+            entry["judge"] = asked[uid]
         out.append(entry)
     return out
+
+
+def _in_table_order(table: pd.DataFrame, calls: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Judge calls sorted by their sample's dataset row (calls of one sample keep their order; others last)."""
+    position = {str(uid): i for i, uid in enumerate(table["index"])} if "index" in table else {}
+    return sorted(calls, key=lambda call: position.get(str(call["uid"]), len(position)))
+
+
+def _jsonl(rows: Sequence[Mapping[str, Any]]) -> str:
+    return "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows)
 
 
 def score_suite(spec: SuiteSpec, data: SuiteData, predictions: pd.DataFrame, out_dir: Path, *, profile: str,
                 judge: Any, model_name: str | None, extra: dict[str, Any],
                 asr_normalizer: str | None = None, records: Mapping[str, Mapping[str, Any]] | None = None,
                 partial: dict[str, int] | None = None) -> dict[str, Any]:
-    """Score and write scores.json (+ per_sample.jsonl, log_samples.jsonl, the VLMEvalKit .xlsx).
+    """Score and write scores.json (+ per_sample.jsonl, log_samples.jsonl, judge_calls.jsonl, the VLMEvalKit .xlsx).
 
     `records` (uid -> samples.jsonl record) adds raw outputs to the log; `partial` ({"n", "of"}) marks a
     `--limit` subset: it is scored as far as it goes (MME without all its categories) and flagged.
@@ -156,6 +181,7 @@ def score_suite(spec: SuiteSpec, data: SuiteData, predictions: pd.DataFrame, out
             notes.append(f"{spec.name}: VLMEvalKit prediction file not written: {type(exc).__name__}: {exc}")
     result: ScoreResult | None = None
     error = None
+    judge = JudgeRecorder(judge) if judge is not None else None
     started = time.perf_counter()
     try:
         result = run_scorer(spec, data.table, predictions, profile=profile, judge=judge, **overrides)
@@ -191,9 +217,10 @@ def score_suite(spec: SuiteSpec, data: SuiteData, predictions: pd.DataFrame, out
     if not per_sample.empty:
         with fsio.atomic_path(out_dir / "per_sample.jsonl") as tmp:
             per_sample.to_json(tmp, orient="records", lines=True, force_ascii=False)
-    entries = sample_log(data.table, records or _records_from(predictions), per_sample, failures)
+    calls = _in_table_order(data.table, judge.calls if judge is not None else [])
+    fsio.write_text(out_dir / "judge_calls.jsonl", _jsonl(calls))
     fsio.write_text(out_dir / "log_samples.jsonl",
-                    "".join(json.dumps(entry, ensure_ascii=False, default=str) + "\n" for entry in entries))
+                    _jsonl(sample_log(data.table, records or _records_from(predictions), per_sample, failures, calls)))
     fsio.write_json(out_dir / "scores.json", scores)  # last: its presence means the scoring is complete
     return scores
 

@@ -89,7 +89,8 @@ def _judge_extract(judge: Any | None, row: pd.Series, prediction: str) -> str | 
     if judge is None:
         return None
     prompt = mathvista_prompt(row["question"], prediction)
-    return first_accepted(judge, prompt, RISING_TEMPERATURES, lambda reply: reply, JUDGE_MAX_TOKENS)
+    return first_accepted(judge, prompt, RISING_TEMPERATURES, lambda reply: reply, JUDGE_MAX_TOKENS,
+                          uid=row["index"])
 
 
 class MathVistaScorer:

@@ -46,23 +46,24 @@ class OptionExtractor:
 
     `judge_ahead` asks the judge for items the sequential pass will certainly ask about,
     concurrently; the pass then reuses those answers, so results (and the order of the
-    seeded random fallbacks) are those of the plain sequential loop.
+    seeded random fallbacks) are those of the plain sequential loop. Items are (question, choices,
+    prediction, uid): the uid of the row scored, under which its judge calls are logged.
     """
 
     generation: int
     judge: Any | None
     rng: random.Random
     random_fallbacks: int = 0
-    judged: dict[str, str | None] = field(default_factory=dict)  # prompt -> judge letter, asked ahead
+    judged: dict[tuple[str, str], str | None] = field(default_factory=dict)  # (uid, prompt) -> letter, asked ahead
 
     def match(self, prediction: str, choices: dict[str, Any]) -> str | None:
         return can_infer(prediction, choices, self.generation) or None
 
-    def _judge(self, question: Any, choices: dict[str, Any], prediction: str) -> str | None:
+    def _judge(self, question: Any, choices: dict[str, Any], prediction: str, uid: str) -> str | None:
         """The judge's letter (None when every try failed), each reply matched as upstream matches it."""
         prompt = mcq_prompt(question, choices, prediction)  # upstream builds option_str before matching
-        if prompt in self.judged:
-            return self.judged[prompt]
+        if (uid, prompt) in self.judged:
+            return self.judged[(uid, prompt)]
         working = dict(choices)  # the one dict upstream matches the prediction and every judge reply against
         can_infer_in_place(prediction, working, self.generation)
 
@@ -71,21 +72,22 @@ class OptionExtractor:
                 return None
             return can_infer_in_place(reply, working, self.generation) or None
 
-        return first_accepted(self.judge, prompt, MCQ_TEMPERATURES, match_reply)
+        return first_accepted(self.judge, prompt, MCQ_TEMPERATURES, match_reply, uid=uid)
 
-    def judge_ahead(self, items: list[tuple[Any, dict[str, Any], str]]) -> None:
-        """Judge (question, choices, prediction) items concurrently, up to the judge's limit."""
+    def judge_ahead(self, items: list[tuple[Any, dict[str, Any], str, str]]) -> None:
+        """Judge (question, choices, prediction, uid) items concurrently, up to the judge's limit."""
         items = [item for item in items if self.judge is not None and self.match(item[2], item[1]) is None]
         letters = judge_map(self.judge, lambda item: self._judge(*item), items)
-        self.judged.update({mcq_prompt(*item): letter for item, letter in zip(items, letters)})
+        self.judged.update({(item[3], mcq_prompt(*item[:3])): letter for item, letter in zip(items, letters)})
 
-    def __call__(self, question: Any, choices: dict[str, Any], prediction: str) -> str:
+    def __call__(self, question: Any, choices: dict[str, Any], prediction: str, uid: str) -> str:
+        """The option letter for row `uid`'s prediction."""
         matched = self.match(prediction, choices)
         if matched is not None:
             return matched
         if self.judge is None:
             return "Z"  # "Failed in Prefetch, no GPT-based answer matching under `exact_matching` policy."
-        judged = self._judge(question, choices, prediction)
+        judged = self._judge(question, choices, prediction, uid)
         if judged is not None:
             return judged
         self.random_fallbacks += 1
@@ -131,13 +133,13 @@ def _prefetch(copies: pd.DataFrame, extract: OptionExtractor) -> tuple[list[pd.S
     return items, prefetched, truths, None
 
 
-def _first_to_judge(copies: pd.DataFrame, extract: OptionExtractor) -> tuple[Any, dict[str, Any], str] | None:
+def _first_to_judge(copies: pd.DataFrame, extract: OptionExtractor) -> tuple[Any, dict[str, Any], str, str] | None:
     """The first copy `eval_circular_group` will certainly send to the judge, as a judge item."""
     items, prefetched, _, decided = _prefetch(copies, extract)
     if decided is not None or extract.judge is None:
         return None
     row = next(r for r, p in zip(items, prefetched) if p is None)
-    return row["question"], row_choices(row), prediction_text(row["prediction"])
+    return row["question"], row_choices(row), prediction_text(row["prediction"]), str(row["index"])
 
 
 def _group_hit(copies: pd.DataFrame, extract: OptionExtractor) -> tuple[int, str]:
@@ -148,7 +150,8 @@ def _group_hit(copies: pd.DataFrame, extract: OptionExtractor) -> tuple[int, str
     if extract.judge is None:
         return 0, "unresolved"
     for row, p, gt in zip(items, prefetched, truths):
-        if p is None and extract(row["question"], row_choices(row), prediction_text(row["prediction"])) != gt:
+        if p is None and extract(row["question"], row_choices(row), prediction_text(row["prediction"]),
+                                 str(row["index"])) != gt:
             return 0, "judge"
     return 1, "judge"
 
@@ -237,7 +240,8 @@ class MMBenchScorer:
 
     def _vanilla(self, rows: pd.DataFrame, extract: OptionExtractor) -> pd.DataFrame:
         """`mcq_vanilla_eval`: each row on its own (datasets outside the circular keywords)."""
-        items = [(r["question"], row_choices(r), prediction_text(r["prediction"])) for _, r in rows.iterrows()]
+        items = [(r["question"], row_choices(r), prediction_text(r["prediction"]), str(r["index"]))
+                 for _, r in rows.iterrows()]
         extract.judge_ahead(items)
         options = [extract(*item) for item in items]
         per_sample = pd.DataFrame(

@@ -20,14 +20,16 @@ PERCEPTION = ("OCR", "artwork", "celebrity", "color", "count", "existence", "lan
 REASONING = ("code_reasoning", "commonsense_reasoning", "numerical_calculation", "text_translation")
 
 
-def _judge_yes_no(judge: Any, question: Any, prediction: str, profile: Profile) -> str:
-    """`YOrN_auxeval`: up to 5 judge calls at rising temperature; the first Yes/No wins, else Unknown."""
+def _judge_yes_no(judge: Any, uid: str, question: Any, prediction: str, profile: Profile) -> str:
+    """`YOrN_auxeval` for sample `uid`: up to 5 judge calls at rising temperature; the first Yes/No wins,
+    else Unknown."""
 
     def parse(reply: str) -> str | None:
         answer = extract_yes_no(reply, period_lookbehind=profile.period_lookbehind)
         return None if answer == "Unknown" else answer
 
-    return first_accepted(judge, yorn_prompt(question, prediction), RISING_TEMPERATURES, parse) or "Unknown"
+    return first_accepted(judge, yorn_prompt(question, prediction), RISING_TEMPERATURES, parse,
+                          uid=uid) or "Unknown"
 
 
 def _acc_plus(rows: pd.DataFrame) -> float:
@@ -75,9 +77,10 @@ class MMEScorer:
         extracted = [extract_yes_no(p, period_lookbehind=profile.period_lookbehind) for p in preds]
         unknown = sum(e == "Unknown" for e in extracted)
         if active is not None:  # each Unknown row on its own, concurrently up to the judge's limit
-            questions = list(rows["question"])
+            questions, uids = list(rows["question"]), list(rows["index"].astype(str))
             todo = [i for i, e in enumerate(extracted) if e == "Unknown"]
-            judged = judge_map(active, lambda i: _judge_yes_no(active, questions[i], preds[i], profile), todo)
+            judged = judge_map(active, lambda i: _judge_yes_no(active, uids[i], questions[i], preds[i], profile),
+                               todo)
             for i, answer in zip(todo, judged):
                 extracted[i] = answer
         per_sample = pd.DataFrame(

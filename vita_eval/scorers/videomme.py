@@ -201,13 +201,13 @@ class VideoMMEScorer:
         active, notes = usable_judge(judge, "Video-MME")
         extract = OptionExtractor(profile.matcher_generation, active, random.Random(profile.mcq_random_seed))
         extracted = [extract_characters_regex(p) for p in preds]
-        questions = [str(q) for q in rows["question"]]
+        questions, uids = [str(q) for q in rows["question"]], list(base["uid"])
         if profile.videomme_unparsed_score >= 0:  # every unparsed row with options goes to the judge
-            extract.judge_ahead([(q, question_options(q), p) for q, p, e in zip(questions, preds, extracted)
+            extract.judge_ahead([(q, question_options(q), p, u) for q, p, e, u in zip(questions, preds, extracted, uids)
                                  if not e and question_options(q)])
         scores = [
-            self._unparsed_score(q, a, p, extract, profile) if not e else int(e == a)
-            for q, a, p, e in zip(questions, rows["answer"], preds, extracted)
+            self._unparsed_score(q, a, p, u, extract, profile) if not e else int(e == a)
+            for q, a, p, e, u in zip(questions, rows["answer"], preds, extracted, uids)
         ]
         if profile.videomme_label_indexed:
             scores = self._by_label(list(data["index"]), list(rows["index"]), scores)
@@ -239,7 +239,8 @@ class VideoMMEScorer:
                 f"{unparsed - listed} scored 0"]
 
     @staticmethod
-    def _unparsed_score(question: str, answer: Any, prediction: str, extract: OptionExtractor, profile: Profile) -> int:
+    def _unparsed_score(question: str, answer: Any, prediction: str, uid: str, extract: OptionExtractor,
+                        profile: Profile) -> int:
         """VITA-2024: -1. Since 2024-09: `extract_option` on options parsed from VLMEvalKit's `question` cell
         (the July-2024 layout lists them there; newer VLMEvalKit then matches e.g. "blue" to "B. Blue.").
 
@@ -249,7 +250,7 @@ class VideoMMEScorer:
         if profile.videomme_unparsed_score < 0:
             return -1
         options = question_options(question)
-        return int(extract(question, options, prediction) == answer) if options else 0
+        return int(extract(question, options, prediction, uid) == answer) if options else 0
 
     @staticmethod
     def _by_label(file_indices: list[Any], scored_indices: list[Any], scores: list[int]) -> list[float]:
