@@ -74,6 +74,11 @@ def write_json(path: str | os.PathLike[str], value: Any, **dumps: Any) -> Path:
     return write_text(path, json.dumps(value, **options) + "\n")
 
 
+def write_jsonl(path: str | os.PathLike[str], rows: Any) -> Path:
+    """One JSON object per line (non-JSON values as their str), written atomically."""
+    return write_text(path, "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows))
+
+
 def read_json(path: str | os.PathLike[str], default: Any = None) -> Any:
     """The file's JSON, or `default` when it is missing or damaged (damage is logged, never fatal)."""
     path = Path(path)

@@ -7,10 +7,12 @@ prompt must be the one built from that very row; rows the rules settle have no c
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
+import pytest
 
 from vita_eval.judges.cache import JudgeCache
 from vita_eval.judges.openai_judge import OpenAIJudge
@@ -91,3 +93,35 @@ def test_videomme_calls_are_filed_under_their_row(scripted: Callable[..., Any], 
         prompts = {c["prompt"] for c in recorder.calls if c["uid"] == uid}
         assert len(prompts) == 1 and f"Which shape is number {uid}?" in prompts.pop()
     assert recorder.stats is session.stats and recorder.identity == session.identity  # the judge, unchanged
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (the answers are spoken)")
+def test_speech_out_scoring_records_the_judge_calls_of_both_passes(scripted: Callable[..., Any],
+                                                                   tmp_path: Path) -> None:
+    """MME spoken: the text answers and the transcripts of their speech each need the judge (neither says
+    Yes or No), so speech/judge_calls.jsonl holds both scorings' calls, marked by pass, each under its row."""
+    from vita15.synthetic import read_audio, synthesize_speech
+    from vita_eval.speech.suite import SpeechOptions, speak_suite
+    from vita_eval.suites import get_suite, load_suite_data
+
+    def espeak(uid: str, text: str):
+        path = tmp_path / f"espeak-{uid}.wav"
+        synthesize_speech(text, path, seed=0)
+        return read_audio(path), 16000, {"synth_s": 0.01}
+
+    spec = get_suite("MME")
+    data = load_suite_data(spec, SAMPLES / spec.path)
+    answers = {s.uid: "I cannot tell from here." for s in data.samples}
+    judge = OpenAIJudge("scripted", scripted([]).base_url, cache=JudgeCache(tmp_path / "cache"),
+                        sleep=lambda s: None).session(None)
+    speak_suite(spec, data, answers, tmp_path / "MME", synthesize=espeak,
+                options=SpeechOptions(limit=2, mos=False, n_boot=20), profile=HEAD, judge=judge)
+    calls = _jsonl(tmp_path / "MME" / "speech" / "judge_calls.jsonl")
+    spoken = [s.uid for s in data.samples][:2]
+    for name in ("text", "speech"):
+        mine = [c for c in calls if c["pass"] == name]
+        assert {c["uid"] for c in mine} == set(spoken), name
+        assert all(c["identity"] == judge.identity and c["attempt"] >= 1 for c in mine)
+    row = data.table[data.table["index"].astype(str) == spoken[0]].iloc[0]
+    text_prompts = [c["prompt"] for c in calls if c["pass"] == "text" and c["uid"] == spoken[0]]
+    assert text_prompts[0] == yorn_prompt(str(row["question"]), "I cannot tell from here.")

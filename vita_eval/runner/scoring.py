@@ -24,7 +24,6 @@ matches the log_samples.jsonl written beside it.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import math
 import os
@@ -148,14 +147,10 @@ def sample_log(table: pd.DataFrame, records: Mapping[str, Mapping[str, Any]], pe
     return out
 
 
-def _in_table_order(table: pd.DataFrame, calls: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def calls_in_table_order(table: pd.DataFrame, calls: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """Judge calls sorted by their sample's dataset row (calls of one sample keep their order; others last)."""
     position = {str(uid): i for i, uid in enumerate(table["index"])} if "index" in table else {}
     return sorted(calls, key=lambda call: position.get(str(call["uid"]), len(position)))
-
-
-def _jsonl(rows: Sequence[Mapping[str, Any]]) -> str:
-    return "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows)
 
 
 def score_suite(spec: SuiteSpec, data: SuiteData, predictions: pd.DataFrame, out_dir: Path, *, profile: str,
@@ -217,10 +212,10 @@ def score_suite(spec: SuiteSpec, data: SuiteData, predictions: pd.DataFrame, out
     if not per_sample.empty:
         with fsio.atomic_path(out_dir / "per_sample.jsonl") as tmp:
             per_sample.to_json(tmp, orient="records", lines=True, force_ascii=False)
-    calls = _in_table_order(data.table, judge.calls if judge is not None else [])
-    fsio.write_text(out_dir / "judge_calls.jsonl", _jsonl(calls))
-    fsio.write_text(out_dir / "log_samples.jsonl",
-                    _jsonl(sample_log(data.table, records or _records_from(predictions), per_sample, failures, calls)))
+    calls = calls_in_table_order(data.table, judge.calls if judge is not None else [])
+    fsio.write_jsonl(out_dir / "judge_calls.jsonl", calls)
+    fsio.write_jsonl(out_dir / "log_samples.jsonl",
+                     sample_log(data.table, records or _records_from(predictions), per_sample, failures, calls))
     fsio.write_json(out_dir / "scores.json", scores)  # last: its presence means the scoring is complete
     return scores
 

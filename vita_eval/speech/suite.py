@@ -27,7 +27,8 @@ import pandas as pd
 
 from vita_eval import fsio
 from vita_eval.reports.stats import align_on_common_uids, bootstrap_replicates, paired_diffs, percentile_ci
-from vita_eval.runner.scoring import run_scorer
+from vita_eval.runner.scoring import calls_in_table_order, run_scorer
+from vita_eval.scorers.judging import JudgeRecorder
 from vita_eval.scorers.asr import jiwer_error_counts
 from vita_eval.scorers.asr_normalizers import whisper_tokens
 from vita_eval.scorers.base import get_scorer, literal_text
@@ -192,17 +193,19 @@ def _predictions(spec: Any, uids: list[str], values: dict[str, Any], errors: dic
 
 def score_speech(spec: Any, data: SuiteData, answers: dict[str, str], records: dict[str, dict[str, Any]], *,
                  profile: str, judge: Any, options: SpeechOptions, asr_normalizer: str | None = None
-                 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Text-out and speech-out scores on the spoken samples, their paired differences, the speech metrics."""
+                 ) -> tuple[dict[str, Any], pd.DataFrame, list[dict[str, Any]]]:
+    """Text-out and speech-out scores on the spoken samples, their paired differences, the speech metrics,
+    and every judge call of both scorings (each marked with its `pass`: text or speech)."""
+    text_judge, speech_judge = (JudgeRecorder(judge) if judge is not None else None for _ in range(2))
     uids = list(records)
     table = data.table[data.table["index"].astype(str).isin(set(uids))].reset_index(drop=True)
     # a spoken subset lacks MME categories: skip them (as ms-vlmeval does) instead of VLMEvalKit's KeyError
     subset = {"mme_require_all_categories": False} if len(table) < len(data.table) else {}
-    text = run_scorer(spec, table, _predictions(spec, uids, answers, {}), profile=profile, judge=judge,
+    text = run_scorer(spec, table, _predictions(spec, uids, answers, {}), profile=profile, judge=text_judge,
                       asr_normalizer=asr_normalizer, **subset)
     transcripts = {u: r.get("transcript") for u, r in records.items()}
     speech = run_scorer(spec, table, _predictions(spec, uids, transcripts, {u: r["error"] for u, r in records.items()}),
-                        profile=profile, judge=judge, asr_normalizer=asr_normalizer, **subset)
+                        profile=profile, judge=speech_judge, asr_normalizer=asr_normalizer, **subset)
     aggregate = get_scorer(spec.scorer).aggregate
     numeric = [m for m, v in text.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
                and m in speech.metrics]
@@ -230,7 +233,9 @@ def score_speech(spec: Any, data: SuiteData, answers: dict[str, str], records: d
         "notes": [f"text-out and speech-out scored by {spec.scorer} on the same {len(uids)} samples"]
         + [f"speech-out: {n}" for n in speech.notes],
     }
-    return scores, per_sample
+    calls = [{**call, "pass": name} for name, recorder in (("text", text_judge), ("speech", speech_judge))
+             if recorder is not None for call in calls_in_table_order(table, recorder.calls)]
+    return scores, per_sample, calls
 
 
 def speak_suite(spec: Any, data: SuiteData, answers: dict[str, str], suite_dir: Path, *, synthesize: Synthesize,
@@ -255,7 +260,8 @@ def speak_suite(spec: Any, data: SuiteData, answers: dict[str, str], suite_dir: 
                                lambda: transcriber(options.asr, options.asr_device), mos)
             _append(log, record)
     records = {u: r for u, r in _read_records(log).items() if u in set(uids)}
-    scores, per_sample = score_speech(spec, data, answers, records, profile=profile, judge=judge, options=options,
+    scores, per_sample, calls = score_speech(spec, data, answers, records, profile=profile, judge=judge,
+                                             options=options,
                                       asr_normalizer=options.asr_normalizer or asr_normalizer)
     scores["asr"] = {"asr": options.asr, "device": options.asr_device}
     scores["mos"] = mos.identity if mos is not None else (
@@ -263,6 +269,7 @@ def speak_suite(spec: Any, data: SuiteData, answers: dict[str, str], suite_dir: 
     scores["wall_s"] = round(time.perf_counter() - started, 3)
     if len(per_sample):
         fsio.write_text(out / "per_sample.jsonl", per_sample.to_json(orient="records", lines=True, force_ascii=False))
+    fsio.write_jsonl(out / "judge_calls.jsonl", calls)
     fsio.write_json(out / "scores.json", scores)
     return scores
 
