@@ -93,3 +93,15 @@ def test_a_preset_that_does_not_pickle_is_prepared_on_threads(models, tmp_path: 
     want = _run(threads, "MME", SAMPLES, tmp_path / "threads")
     got = _run(processes, "MME", SAMPLES, tmp_path / "processes", preset=local)
     assert got == want
+
+
+def test_ranks_on_one_host_split_the_cores(monkeypatch) -> None:
+    from vita_eval.models import vita
+
+    monkeypatch.setattr(vita.os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert vita._cores() == 16
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun --nproc-per-node 4
+    assert vita._cores() == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "32")
+    assert vita._cores() == 1

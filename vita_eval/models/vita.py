@@ -103,10 +103,10 @@ class VitaModel:
             gen_path = path / "generation_config.json"
             gen_cfg = json.loads(gen_path.read_text()) if gen_path.is_file() else {}
             self.fast = FastEngine(self.engine.model, self.engine.tokenizer, gen_cfg)
-        self.prefetch_workers = max(1, min(16, (os.cpu_count() or 2) - 1)) if engine == "fast" else 0
+        self.prefetch_workers = max(1, min(16, _cores() - 1)) if engine == "fast" else 0
         self.prepare_pool = None
         if prepare_processes is None:
-            prepare_processes = max(1, min(12, (os.cpu_count() or 2) - 2)) if device.startswith("cuda") else 0
+            prepare_processes = max(1, min(12, _cores() - 2)) if device.startswith("cuda") else 0
         if self.fast is not None and prepare_processes > 0:
             from vita_eval.runner.prepare_pool import PreparePool
 
@@ -173,6 +173,13 @@ class VitaModel:
             if isinstance(results[r.uid], Exception):
                 raise results[r.uid]
         return [_output(results[r.uid]) for r in requests]
+
+
+def _cores() -> int:
+    """This process's share of the cores: those it may run on, split between the ranks of a torchrun
+    on this host (each rank has its own preparation workers)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
 def _jobs(prepare_one, requests: Sequence[Request]) -> list[Any]:
