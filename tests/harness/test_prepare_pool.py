@@ -30,7 +30,8 @@ def models():
                           prepare_processes=2)
     processes.process_media = {"image", "video", "audio"}  # every suite in processes (default: audio only)
     yield threads, processes
-    processes.prepare_pool.close()
+    if processes.prepare_pool is not None:  # started by the first suite that used it
+        processes.prepare_pool.close()
 
 
 def _run(model: VitaModel, suite: str, root: Path, out: Path, preset=None) -> dict:
@@ -78,10 +79,13 @@ def test_suites_go_to_processes_by_media_kind(models) -> None:
     default = VitaModel(processes.path, device="cpu", dtype="fp32", engine="fast", loaded=threads.engine,
                         prepare_processes=1)
     try:
+        assert default.prepare_pool is None  # no workers until a suite needs them
+        assert default.prepare_pool_for(image) is None and default.prepare_pool is None
         assert default.prepare_pool_for(audio) is default.prepare_pool is not None
         assert default.prepare_pool_for(image) is None
     finally:
-        default.prepare_pool.close()
+        if default.prepare_pool is not None:
+            default.prepare_pool.close()
 
 
 def test_a_preset_that_does_not_pickle_is_prepared_on_threads(models, tmp_path: Path) -> None:

@@ -104,13 +104,10 @@ class VitaModel:
             gen_cfg = json.loads(gen_path.read_text()) if gen_path.is_file() else {}
             self.fast = FastEngine(self.engine.model, self.engine.tokenizer, gen_cfg)
         self.prefetch_workers = max(1, min(16, _cores() - 1)) if engine == "fast" else 0
-        self.prepare_pool = None
+        self.prepare_pool = None  # started by the first suite that uses it (`prepare_pool_for`)
         if prepare_processes is None:
             prepare_processes = max(1, min(12, _cores() - 2)) if device.startswith("cuda") else 0
-        if self.fast is not None and prepare_processes > 0:
-            from vita_eval.runner.prepare_pool import PreparePool
-
-            self.prepare_pool = PreparePool(prepare_processes, partial(_jobs, self.fast.preparer()))
+        self.prepare_processes = prepare_processes if self.fast is not None else 0
         # Which suites use the processes, by media kind. Audio only by default, as measured on an H200
         # (reports/perf): LibriSpeech 37 -> 89 utt/s, but MME 23.7 -> 13.9 q/s, because returning ~17 MB
         # of tiles per question needs the main process's GIL, which the engine's thread holds.
@@ -130,7 +127,13 @@ class VitaModel:
     def prepare_pool_for(self, samples: Sequence[Any]) -> Any:
         """The worker processes for a suite like `samples` (its first group), or None: threads then."""
         kinds = {m.kind for s in samples for m in [*s.images, s.video, s.audio] if m is not None}
-        return self.prepare_pool if kinds and kinds <= self.process_media else None
+        if not self.prepare_processes or not kinds or not kinds <= self.process_media:
+            return None
+        if self.prepare_pool is None:  # not at load: a run of image suites only never needs the processes
+            from vita_eval.runner.prepare_pool import PreparePool
+
+            self.prepare_pool = PreparePool(self.prepare_processes, partial(_jobs, self.fast.preparer()))
+        return self.prepare_pool
 
     def adopt(self, jobs: list[Any]) -> list[Any]:
         """Jobs prepared in a worker process, page-locked here for the copies to the GPU."""

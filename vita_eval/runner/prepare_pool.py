@@ -88,7 +88,7 @@ def _prepare_in_worker(group: Sequence[Any], build: Callable[[Any], Any]) -> lis
 class PreparePool:
     """`processes` spawned workers running `prepare_group` with the model's picklable `prepare`.
 
-    The workers start (and import the model code) at once, while the model loads.
+    The workers start (and import the model code) at once; `wait_ready` waits until they have.
     """
 
     def __init__(self, processes: int, prepare: Callable[[list[Any]], list[Any]]) -> None:
@@ -99,8 +99,12 @@ class PreparePool:
         self.processes = processes
         self._pool = ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker,
                                          initargs=(prepare,))
-        for _ in range(processes):
-            self._pool.submit(_ready)
+        self._started = [self._pool.submit(_ready) for _ in range(processes)]
+
+    def wait_ready(self) -> None:
+        """Block until the workers have started (a benchmark times the work, not the start)."""
+        for future in self._started:
+            future.result()
 
     def submit(self, group: Sequence[Any], build: Callable[[Any], Any]) -> Future[list[Outcome]]:
         return self._pool.submit(_prepare_in_worker, group, build)
