@@ -27,6 +27,7 @@ from .audio_features import (
     SAMPLE_RATE,
     AudioError,
     encoder_length,
+    llm_length,
 )
 
 MASK_MODES = ("full", "static_chunk", "dynamic_chunk")
@@ -581,3 +582,13 @@ class AudioEncoder(nn.Module):
         embeds, valid = self.adpter(hidden, valid)
         return embeds, valid.squeeze(1).sum(-1)
 
+
+
+def split_audio(embeds: torch.Tensor, counts: torch.Tensor | None, lengths: torch.Tensor) -> list[torch.Tensor]:
+    """Each row's valid embeddings from `AudioEncoder` outputs. Integer frame counts on the host give
+    the token counts (`llm_length`, equal to the encoder's) without waiting for the GPU to finish."""
+    if lengths.device.type == "cpu" and not lengths.is_floating_point():
+        n = [llm_length(int(t)) for t in lengths.tolist()]
+    else:
+        n = [int(c) for c in counts.tolist()]
+    return [embeds[i, :k] for i, k in enumerate(n)]

@@ -7,8 +7,8 @@ the whole cache under a mask). Replayed from a CUDA graph each small kernel stil
 microseconds, ~3 ms per step for 28 layers. This step is the same arithmetic in ~16 kernels:
 fused RMSNorm (`F.rms_norm`), q/k/v and gate/up each one product over weights concatenated in
 place (`fuse_projections`), the residual adds folded into `addmm`, the query heads of a kv head
-folded into one SDPA call (no `repeat_kv`), and one additive mask for all layers. Prefill keeps
-transformers' own forward (it is compute-bound; kernel count does not matter there).
+folded into one SDPA call (no `repeat_kv`), and one additive mask for all layers. `rotate` and
+`mlp_residual` are shared with the prefill (`vita15.prefill_step`).
 """
 from __future__ import annotations
 
@@ -60,6 +60,23 @@ def _repoint(modules, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         start += rows
 
 
+def rotate(qk: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """transformers' `q * cos + rotate_half(q) * sin` in the same bf16 operations, with the sign of
+    `rotate_half` folded into `signed_sin` (`sin * [-1..., +1...]`, exact): one op fewer per tensor."""
+    half = qk.shape[-1] // 2
+    return qk * cos + torch.cat((qk[..., half:], qk[..., :half]), dim=-1) * signed_sin
+
+
+def mlp_residual(h: torch.Tensor, layer) -> torch.Tensor:
+    """h + MLP(post-attention RMSNorm(h)) for (rows, hidden) `h`: gate/up as one product, the residual
+    add inside the down projection's `addmm`."""
+    mlp, norm = layer.mlp, layer.post_attention_layernorm
+    x = F.rms_norm(h, (h.shape[-1],), norm.weight, norm.variance_epsilon)
+    gate_up = x @ mlp.vita_gate_up.t()
+    inner = gate_up.shape[-1] // 2
+    return torch.addmm(h, F.silu(gate_up[:, :inner]) * gate_up[:, inner:], mlp.down_proj.weight.t())
+
+
 class DecodeStep:
     """logits for one new token per slot in [0, batch), writing its keys into the slot cache."""
 
@@ -69,7 +86,7 @@ class DecodeStep:
         self.model, self.llm = model, llm
         self.heads, self.kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        self.hidden, self.intermediate = cfg.hidden_size, cfg.intermediate_size
+        self.hidden = cfg.hidden_size
         self.scaling = self.head_dim ** -0.5
         half = self.head_dim // 2
         self.sign = torch.cat([-torch.ones(half), torch.ones(half)])
@@ -90,13 +107,11 @@ class DecodeStep:
         cos, sin = llm.rotary_emb(h[:, None], pos[:, None])  # (B, 1, D): broadcast over heads
         sin = sin * self.sign  # rotate_half(x) * sin == swap_halves(x) * (sign * sin), exactly
         n_q, n_qk = self.heads * self.head_dim, (self.heads + self.kv_heads) * self.head_dim
-        half = self.head_dim // 2
         for layer, slot_layer in zip(llm.layers, cache.layers):
-            attn, mlp = layer.self_attn, layer.mlp
+            attn = layer.self_attn
             x = F.rms_norm(h, (self.hidden,), layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon)
             qkv = torch.addmm(attn.vita_qkv_bias, x, attn.vita_qkv_weight.t())
-            qk = qkv[:, :n_qk].view(batch, self.heads + self.kv_heads, self.head_dim)
-            qk = qk * cos + torch.cat((qk[..., half:], qk[..., :half]), dim=-1) * sin
+            qk = rotate(qkv[:, :n_qk].view(batch, self.heads + self.kv_heads, self.head_dim), cos, sin)
             k = qk[:, self.heads :]
             v = qkv[:, n_qk:].view(batch, self.kv_heads, self.head_dim)
             slot_layer._keys_t.index_put_((write_rows, pos[:, None]), k[:, None])
@@ -105,10 +120,5 @@ class DecodeStep:
             out = F.scaled_dot_product_attention(q, slot_layer.keys[:batch, :, :key_len],
                                                  slot_layer.values[:batch, :, :key_len], attn_mask=mask,
                                                  scale=self.scaling)
-            h = torch.addmm(h, out.reshape(batch, n_q), attn.o_proj.weight.t())
-            x = F.rms_norm(h, (self.hidden,), layer.post_attention_layernorm.weight,
-                           layer.post_attention_layernorm.variance_epsilon)
-            gate_up = x @ mlp.vita_gate_up.t()
-            act = F.silu(gate_up[:, : self.intermediate]) * gate_up[:, self.intermediate :]
-            h = torch.addmm(h, act, mlp.down_proj.weight.t())
+            h = mlp_residual(torch.addmm(h, out.reshape(batch, n_q), attn.o_proj.weight.t()), layer)
         return F.rms_norm(h, (self.hidden,), llm.norm.weight, llm.norm.variance_epsilon)

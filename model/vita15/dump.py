@@ -16,6 +16,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from .demo import load_query
+from .image_processing import normalize_pixels
 from .inference import VitaInference, pad_audio, prepare_request
 
 
@@ -43,7 +44,7 @@ def model_dump(
     tensors: dict[str, torch.Tensor] = {"input_ids": prepared.input_ids}
     image_embeds = audio_embeds = None
     if prepared.pixel_values is not None:
-        tensors["pixel_values"] = prepared.pixel_values
+        tensors["pixel_values"] = normalize_pixels(prepared.pixel_values)  # the reference's float32 tiles
         image_embeds = model.encode_images(prepared.pixel_values)
         tensors["image_embeds"] = image_embeds.float()
     if prepared.audio_features is not None:

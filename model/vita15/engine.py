@@ -2,11 +2,13 @@
 
 Requests come in groups (the questions about one image, video or audio) from a source that a
 worker pool fills ahead of the GPU (`GroupSource`). Each admission round:
-1. encodes every distinct media item of the round once (ViT tiles / frames in batches, Whale audio);
+1. encodes every distinct media item of the round once (ViT tiles / frames in batches, normalised
+   from uint8 on the GPU; Whale audio replayed from CUDA graphs, `vita15.whale_graphs`);
 2. splices each request (`VITAQwen2ForCausalLM.splice`, the reference's own splicer);
 3. prefills the round's common root once, forks it into the groups' slots, prefills each group's
    shared prefix once, forks that into one slot per question and prefills each question's suffix
-   (`vita15.prefix` finds the shared lengths from ids and media keys);
+   (`vita15.prefix` finds the shared lengths from ids and media keys), through the Qwen2 layers
+   with fused element-wise work (`vita15.prefill_step`);
 4. picks each request's first token from its last position.
 Between rounds every busy slot decodes one token per step over `SlotCache` (per-slot positions,
 so finished slots are refilled while others decode). A step (`vita15.decode_step`, the Qwen2 layer
@@ -20,7 +22,6 @@ group by group, then request by request, so an error stays with the request that
 """
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import math
@@ -49,10 +50,14 @@ from .inference import (
     splice_warnings,
 )
 from .audio_features import FbankPool, fbank
+from .audio_whale import split_audio
+from .cuda_graphs import capture, warm_up
 from .decode_step import DecodeStep
 from .kv_slots import SLOT_ATTENTION, SlotCache, SlotPlan
+from .prefill_step import PrefillStep
 from .prefix import atoms, plan_prefixes
 from .stopping import StopMatcher, TokenBytes
+from .whale_graphs import WhaleGraphs
 
 log = logging.getLogger(__name__)
 
@@ -154,12 +159,15 @@ class FastEngine:
                  sync_every: int = 8, cuda_graphs: bool = True, prefill_tokens: int | None = None,
                  round_tokens: int | None = None, vit_tiles: int = 64, min_shared: int = 16,
                  kv_memory_fraction: float = 0.85, max_kv_gib: float = 48.0,
-                 fbank_workers: int | None = None) -> None:
+                 fbank_workers: int | None = None, fused_prefill: bool = True) -> None:
         self.model = model.eval()
         self.model.set_attn_implementation(SLOT_ATTENTION)  # sdpa, plus flash for one long row (kv_slots)
         self.decode_step = DecodeStep(model)
+        self.prefill_step = PrefillStep(model)  # both need `decode_step.prepare()` (fused projections) first
+        self.fused_prefill = fused_prefill  # False: transformers' Qwen2 layers (measured side by side in bench)
         self.tokenizer = tokenizer
         self.device = model.device
+        self._no_mask = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=self.device)
         self.dtype = model.model.embed_tokens.weight.dtype
         self.vocab_limit = min(len(tokenizer), model.config.vocab_size)
         self.repetition_penalty = float((generation_config or {}).get("repetition_penalty", 1.0))
@@ -174,7 +182,6 @@ class FastEngine:
         self.kv_memory_fraction, self.max_kv_gib = kv_memory_fraction, max_kv_gib
         self.token_bytes = TokenBytes(tokenizer)
         self._locked_tokenizer = _LockedTokenizer(tokenizer)
-        self._no_mask = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=self.device)
         self._row_flash = True
         # fbank in processes on a GPU machine (kaldi-native-fbank holds the GIL); inline elsewhere
         self.fbank_workers = fbank_workers if fbank_workers is not None else (
@@ -186,6 +193,7 @@ class FastEngine:
         self._capacity_floor = 0
         self._graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
         self._graph_pool = None
+        self._whale = WhaleGraphs(model.model.audio_encoder, self.device, self.dtype) if self.use_graphs else None
         self._decode_rows: dict[int, torch.Tensor] = {}
         self.stats = {"rounds": 0, "prefill_positions": 0, "shared_positions": 0, "decode_steps": 0,
                       "graphs": 0, "graph_failures": 0, "prefill_s": 0.0, "decode_s": 0.0, "wait_s": 0.0}
@@ -213,14 +221,19 @@ class FastEngine:
         """The same preparation as a picklable callable, for worker processes (`pin` the results here)."""
         return Preparer(self.tokenizer, self.dither)
 
-    def pin(self, prepared: PreparedRequest) -> PreparedRequest:
-        """Page-locked host tensors, so their copies to the GPU do not block (no-op off the GPU)."""
+    def pin(self, prepared: PreparedRequest, pinned: dict[int, torch.Tensor] | None = None) -> PreparedRequest:
+        """Page-locked host tensors, so their copies to the GPU do not block (no-op off the GPU).
+
+        `pinned` (id of a tensor -> its page-locked copy) pins a tensor that several requests share
+        (the tiles of an image asked twice) once."""
         if self.device.type == "cuda":
-            prepared.input_ids = prepared.input_ids.pin_memory()
-            if prepared.pixel_values is not None:
-                prepared.pixel_values = prepared.pixel_values.pin_memory()
-            if prepared.audio_features is not None:
-                prepared.audio_features = prepared.audio_features.pin_memory()
+            pinned = {} if pinned is None else pinned
+            for name in ("input_ids", "pixel_values", "audio_features"):
+                tensor = getattr(prepared, name)
+                if tensor is not None:
+                    if id(tensor) not in pinned:
+                        pinned[id(tensor)] = tensor.pin_memory()
+                    setattr(prepared, name, pinned[id(tensor)])
         return prepared
 
     # ---------------------------------------------------------------- public generation
@@ -464,7 +477,9 @@ class FastEngine:
         for start in range(0, len(order), AUDIO_BATCH):
             part = [audio[i] for i in order[start : start + AUDIO_BATCH]]
             features, lengths = _bucketed_audio(part)
-            embeds = self.model.encode_audio(features.to(self.device, non_blocking=True), lengths)
+            replayed = self._whale(features, lengths) if self._whale is not None else None
+            embeds = (split_audio(replayed, None, lengths) if replayed is not None
+                      else self.model.encode_audio(features.to(self.device, non_blocking=True), lengths))
             blocks.update(zip([keys[i] for i in order[start : start + AUDIO_BATCH]], embeds))
 
     def _prefill_round(self, groups: list[list[Job]], taken: list[int]) -> list[_Row]:
@@ -574,13 +589,14 @@ class FastEngine:
         pos = (self._index(starts)[:, None] + offsets).clamp(max=slots.capacity - 1)
         key_len = min(slots.capacity, max(starts) + width)
         slots.cache.plan = SlotPlan(write_rows=rows[:, None], write_pos=pos, key_len=key_len, read_rows=rows)
-        if flash:  # one unpadded row: no mask at all (a 4-D placeholder keeps transformers from building one)
-            hidden = model.model(inputs_embeds=x, position_ids=pos, attention_mask=self._no_mask,
-                                 past_key_values=slots.cache, use_cache=True, lower_right_causal=True).last_hidden_state
-        else:
-            mask = (slots.positions[:key_len][None, None, :] <= pos[:, :, None])[:, None]
-            hidden = model.model(inputs_embeds=x, position_ids=pos, attention_mask=mask, past_key_values=slots.cache,
-                                 use_cache=True).last_hidden_state
+        # one unpadded row: flash aligned to its past, no mask at all; a batch: masked by position
+        mask = None if flash else (slots.positions[:key_len][None, None, :] <= pos[:, :, None])[:, None]
+        if self.fused_prefill:
+            hidden = self.prefill_step(x, pos, slots.cache, mask, lower_right_causal=flash)
+        else:  # transformers' own layers over the same cache (a 4-D placeholder keeps it from building a mask)
+            hidden = model.model(inputs_embeds=x, position_ids=pos, attention_mask=self._no_mask if flash else mask,
+                                 past_key_values=slots.cache, use_cache=True,
+                                 lower_right_causal=flash).last_hidden_state
         lengths = self._index(n)
         slots.length[rows] += lengths
         for s, k in zip(slot_ids, n):
@@ -707,26 +723,6 @@ class FastEngine:
             seen = slots.seen[:batch]
             seen.scatter_(1, chosen[:, None], seen.gather(1, chosen[:, None]) | active.bool()[:, None])
 
-    def _capture(self, graph: torch.cuda.CUDAGraph, batch: int, key_len: int) -> None:
-        """`torch.cuda.graph` without its `gc.collect()` per capture (~0.1 s with a large heap, dozens of
-        buckets): the collector is paused instead, so no tensor can be collected mid-capture. Error
-        mode thread_local: worker threads pin host memory meanwhile, which must not void the capture."""
-        stream = torch.cuda.Stream(self.device)
-        torch.cuda.synchronize(self.device)
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            with torch.cuda.stream(stream):
-                graph.capture_begin(pool=self._graph_pool, capture_error_mode="thread_local")
-                try:
-                    self._step(batch, key_len)
-                finally:
-                    graph.capture_end()
-        finally:
-            if collecting:
-                gc.enable()
-        torch.cuda.current_stream(self.device).wait_stream(stream)
-
     def _graph(self, batch: int, key_len: int) -> torch.cuda.CUDAGraph | None:
         """The captured step for this bucket (None if capture failed: eager steps then)."""
         key = (batch, key_len)
@@ -737,14 +733,10 @@ class FastEngine:
         graph: torch.cuda.CUDAGraph | None = torch.cuda.CUDAGraph()
         try:
             slots.active.zero_()  # the warm-up step must not advance any row
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                self._step(batch, key_len)
-            torch.cuda.current_stream(self.device).wait_stream(side)
+            warm_up(self.device, lambda: self._step(batch, key_len))
             if self._graph_pool is None:
                 self._graph_pool = torch.cuda.graph_pool_handle()
-            self._capture(graph, batch, key_len)
+            capture(graph, self._graph_pool, self.device, lambda: self._step(batch, key_len))
             self.stats["graphs"] += 1
         except Exception as exc:  # capture is an optimisation: fall back to eager steps
             log.warning("CUDA graph capture failed for batch %d, keys %d (%s); decoding eagerly", batch, key_len, exc)

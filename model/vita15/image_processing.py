@@ -11,6 +11,7 @@ conversion and 16-bit grey (I;16) is clipped to 0..255 by Pillow.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -103,22 +104,52 @@ def resize_shortest_and_crop(image: Image.Image, size: int = IMAGE_SIZE) -> Imag
     return image.crop((left, top, left + size, top + size))
 
 
-def normalize(images: list[Image.Image]) -> torch.Tensor:
-    """CLIP rescale (float64 × 1/255 → float32) and ImageNet normalisation → (N, 3, H, W) float32."""
+def to_pixels(images: list[Image.Image]) -> torch.Tensor:
+    """RGB images of one size → (N, 3, H, W) uint8: a quarter of the bytes of the normalised floats."""
+    return torch.from_numpy(np.stack([np.asarray(to_rgb(im)) for im in images])).permute(0, 3, 1, 2).contiguous()
+
+
+@lru_cache(maxsize=1)
+def _normalize_table() -> torch.Tensor:
+    """(3, 256) float32: CLIP rescale (float64 × 1/255 → float32) then ImageNet normalisation of each
+    channel value, in the numpy float32 arithmetic of `CLIPImageProcessor`. The formula is element-wise,
+    so looking a pixel up in this table gives bit-for-bit the value the formula gives for it."""
     mean = np.asarray(IMAGENET_MEAN, dtype=np.float32)
     std = np.asarray(IMAGENET_STD, dtype=np.float32)
-    arrays = [((np.asarray(to_rgb(im), dtype=np.float64) * RESCALE).astype(np.float32) - mean) / std for im in images]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    values = np.repeat(np.arange(256, dtype=np.float64)[:, None], 3, axis=1)
+    return torch.from_numpy((((values * RESCALE).astype(np.float32) - mean) / std).T.copy())
+
+
+def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) uint8 → float32 on the pixels' device; the GPU gets uint8 tiles and normalises them."""
+    table = _normalize_table().to(pixels.device).flatten()
+    offsets = torch.arange(0, 3 * 256, 256, device=pixels.device, dtype=torch.int32).view(1, 3, 1, 1)
+    return table[pixels.int() + offsets]
+
+
+def normalize(images: list[Image.Image]) -> torch.Tensor:
+    """CLIP rescale and ImageNet normalisation → (N, 3, H, W) float32."""
+    return normalize_pixels(to_pixels(images))
+
+
+def image_pixels(image: Image.Image, max_tiles: int = 12) -> torch.Tensor:
+    """One image → (n_tiles [+ thumbnail], 3, 448, 448) uint8 tiles, before normalisation."""
+    return to_pixels([resize_shortest_and_crop(tile) for tile in dynamic_tiles(image, max_num=max_tiles)])
+
+
+def frame_pixels(frames: list[Image.Image]) -> torch.Tensor:
+    """Video frames → (n_frames, 3, 448, 448) uint8: no tiling, shortest side + centre crop."""
+    return to_pixels([resize_shortest_and_crop(frame) for frame in frames])
 
 
 def preprocess_image(image: Image.Image, max_tiles: int = 12) -> torch.Tensor:
     """One image → (n_tiles [+ thumbnail], 3, 448, 448) float32."""
-    return normalize([resize_shortest_and_crop(tile) for tile in dynamic_tiles(image, max_num=max_tiles)])
+    return normalize_pixels(image_pixels(image, max_tiles))
 
 
 def preprocess_frames(frames: list[Image.Image]) -> torch.Tensor:
-    """Video frames → (n_frames, 3, 448, 448) float32: no tiling, shortest side + centre crop."""
-    return normalize([resize_shortest_and_crop(frame) for frame in frames])
+    """Video frames → (n_frames, 3, 448, 448) float32."""
+    return normalize_pixels(frame_pixels(frames))
 
 
 def demo_frame_indices(n_frames: int, fps: float, min_frames: int = MIN_FRAMES, max_frames: int = MAX_FRAMES) -> list[int]:

@@ -33,7 +33,7 @@ from .conversation import (
     tokenize_with_placeholders,
     user_content,
 )
-from .image_processing import preprocess_frames, preprocess_image
+from .image_processing import frame_pixels, image_pixels
 from .stopping import STOP_WINDOW, stop_ids
 # cuDNN SDPA builds a new graph for every new key length (≈35 ms per decode step on an H100);
 # the flash / memory-efficient kernels have no per-shape setup.
@@ -56,7 +56,7 @@ class PreparedRequest:
 
     prompt: str
     input_ids: torch.Tensor
-    pixel_values: torch.Tensor | None
+    pixel_values: torch.Tensor | None  # uint8 tiles and frames; `encode_images` normalises them on its device
     audio_features: torch.Tensor | None
     # Content identity of each placeholder's block, in placeholder order (image tiles and frames,
     # then the audio): equal keys mean equal embeddings, which is what prefix sharing relies on.
@@ -110,7 +110,7 @@ def prepare_request(request: Any, tokenizer, dither: float = 0.0,
         key = image_key(img, max_tiles)
         found = tiles_cache.get(key) if tiles_cache is not None else None
         if found is None:
-            found = preprocess_image(img, max_tiles=max_tiles)
+            found = image_pixels(img, max_tiles=max_tiles)
             if tiles_cache is not None:
                 tiles_cache[key] = found
         tiles.append(found)
@@ -119,7 +119,7 @@ def prepare_request(request: Any, tokenizer, dither: float = 0.0,
     if frames:
         video = _digest("frames|", *(image_key(f, 0) for f in frames))
         keys += [_digest(video, f"|frame{i}") for i in range(len(frames))]
-    pixels = tiles + ([preprocess_frames(frames)] if frames else [])
+    pixels = tiles + ([frame_pixels(frames)] if frames else [])
     audio = getattr(request, "audio", None)
     feats = None
     if audio is not None:

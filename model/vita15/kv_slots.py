@@ -4,10 +4,10 @@ transformers' `StaticCache` keeps ONE write position for the whole batch (`cumul
 every row must be aligned; a finished row can then only be refilled by re-padding the batch. Here
 each slot has its own length: a row writes its keys at its own position, so a finished slot is
 refilled with a new request while the others keep decoding (continuous batching), and a prefix
-computed once is forked into several slots by copying its keys. Prefill runs transformers'
-`Qwen2Model.forward` unchanged over this cache, with a 4-D mask (which transformers passes through
-as is) or, for one long row, flash attention aligned to its past (`slot_attention`, registered
-through transformers' `AttentionInterface`); decode steps write into it through `vita15.decode_step`.
+computed once is forked into several slots by copying its keys. Prefill (`vita15.prefill_step`, or
+transformers' `Qwen2Model.forward` unchanged, with a 4-D mask that transformers passes through as
+is) attends through `slot_attention`, registered through transformers' `AttentionInterface`: flash
+attention aligned to its past for one long row; decode steps write through `vita15.decode_step`.
 
 Masks are positional: key j of slot b is visible to the query at position p iff j <= p, because
 a slot holds exactly its sequence in positions [0, length) (no holes, rotary position = index).

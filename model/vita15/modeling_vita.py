@@ -20,7 +20,7 @@ from transformers import AutoModelForCausalLM, Qwen2ForCausalLM, Qwen2Model
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.qwen2.modeling_qwen2 import Qwen2PreTrainedModel
 
-from .audio_whale import AudioEncoder, WhaleConfig
+from .audio_whale import AudioEncoder, WhaleConfig, split_audio
 from .configuration_vita import (
     InternViTConfig,
     VitaModelConfig,
@@ -29,6 +29,7 @@ from .configuration_vita import (
     resolve_vision_config,
 )
 from .conversation import AUDIO_TOKEN_INDEX, IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from .image_processing import normalize_pixels
 from .vision_projector import InternViTVisionTower, build_projector
 
 logger = logging.getLogger(__name__)
@@ -83,16 +84,22 @@ class VITAQwen2ForCausalLM(Qwen2ForCausalLM):
 
     # ---------------------------------------------------------------- media encoders
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(N, 3, 448, 448) → (N, 256, hidden): ViT, ×0.5, pixel shuffle, projector."""
+        """(N, 3, 448, 448) → (N, 256, hidden): ViT, ×0.5, pixel shuffle, projector.
+
+        uint8 pixels (what inference prepares: a quarter of the bytes to move) are normalised here,
+        on the model's device, to the same float32 values `preprocess_image` gives."""
         dtype = self.model.mm_projector[0].weight.dtype
-        features = self.model.vision_tower(pixel_values.to(self.device, dtype))
+        pixel_values = pixel_values.to(self.device, non_blocking=True)
+        if pixel_values.dtype == torch.uint8:
+            pixel_values = normalize_pixels(pixel_values)
+        features = self.model.vision_tower(pixel_values.to(dtype))
         return self.model.mm_projector(features)
 
     def encode_audio(self, features: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
         """(A, T, 80) fbank + frame counts → one (llm_length, hidden) tensor per row."""
         dtype = self.model.mm_projector[0].weight.dtype
         embeds, llm_lengths = self.model.audio_encoder(features.to(self.device, dtype), lengths.to(self.device))
-        return [embeds[i, : int(n)] for i, n in enumerate(llm_lengths.tolist())]
+        return split_audio(embeds, llm_lengths, lengths)
 
     # ---------------------------------------------------------------- splicing
     def splice(

@@ -28,7 +28,6 @@ def models():
     threads = VitaModel(path, device="cpu", dtype="fp32", engine="fast", prepare_processes=0)
     processes = VitaModel(path, device="cpu", dtype="fp32", engine="fast", loaded=threads.engine,
                           prepare_processes=2)
-    processes.process_media = {"image", "video", "audio"}  # every suite in processes (default: audio only)
     yield threads, processes
     if processes.prepare_pool is not None:  # started by the first suite that used it
         processes.prepare_pool.close()
@@ -80,8 +79,10 @@ def test_suites_go_to_processes_by_media_kind(models) -> None:
                         prepare_processes=1)
     try:
         assert default.prepare_pool is None  # no workers until a suite needs them
-        assert default.prepare_pool_for(image) is None and default.prepare_pool is None
-        assert default.prepare_pool_for(audio) is default.prepare_pool is not None
+        assert default.prepare_pool_for([]) is None and default.prepare_pool is None  # no media: threads
+        assert default.prepare_pool_for(image) is default.prepare_pool is not None  # uint8 tiles travel well
+        assert default.prepare_pool_for(audio) is default.prepare_pool
+        default.process_media = {"audio"}
         assert default.prepare_pool_for(image) is None
     finally:
         if default.prepare_pool is not None:

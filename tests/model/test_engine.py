@@ -219,3 +219,44 @@ def test_fbank_pool_equals_inline(media):
             pool(np.zeros(100, dtype=np.float32))
     finally:
         pool.close()
+
+
+def test_transformers_prefill_alternative_gives_the_same_tokens(inference, media):
+    """`fused_prefill=False` (transformers' own Qwen2 layers over the slot cache, the bench's baseline)."""
+    plain = FastEngine(inference.model, inference.tokenizer, max_slots=3, sync_every=4, min_shared=4,
+                       fbank_workers=0, fused_prefill=False)
+    g = Gen()
+    assert_same(inference, plain, [
+        [(Req("img-a", "What is in the picture?", images=[media["wide"]], max_tiles=2), g),
+         (Req("img-b", "Name a colour.", images=[media["wide"]], max_tiles=2), g)],
+        [(Req("aud", "Please repeat:", audio=media["speech"], modality="lang"), g)],
+        [(Req("txt", "Tell me a story."), g)],
+    ])
+
+
+def test_fused_prefill_step_equals_transformers_layers(inference):
+    """Hidden states and written keys of `PrefillStep` match `Qwen2Model.forward` over the same plan (fp32)."""
+    from vita15.kv_slots import SlotCache, SlotPlan
+    from vita15.prefill_step import PrefillStep
+
+    model = inference.model
+    FastEngine(model, inference.tokenizer, fbank_workers=0).decode_step.prepare()  # fused projections
+    cfg, hidden = model.config, model.config.hidden_size
+    x = torch.randn(2, 9, hidden, generator=torch.Generator().manual_seed(0))
+    pos = torch.arange(9)[None].repeat(2, 1) + torch.tensor([[3], [5]])
+    outs = []
+    for fused in (True, False):
+        cache = SlotCache(cfg, 3, 32, x.device, x.dtype)
+        rows = torch.tensor([0, 2])
+        cache.plan = SlotPlan(write_rows=rows[:, None], write_pos=pos, key_len=14, read_rows=rows)
+        mask = (torch.arange(14)[None, None, :] <= pos[:, :, None])[:, None]
+        with torch.no_grad():
+            if fused:
+                out = PrefillStep(model)(x, pos, cache, mask, lower_right_causal=False)
+            else:
+                out = model.model(inputs_embeds=x, position_ids=pos, attention_mask=mask, past_key_values=cache,
+                                  use_cache=True).last_hidden_state
+        outs.append((out, cache.layers[-1].keys.clone()))
+    (fused_out, fused_keys), (plain_out, plain_keys) = outs
+    assert torch.allclose(fused_out, plain_out, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(fused_keys, plain_keys, atol=1e-5, rtol=1e-5)

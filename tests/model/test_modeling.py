@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from vita15.checkpoint import build_random, empty_model
 from vita15.configuration_vita import tiny_config, vita15_config
 from vita15.conversation import AUDIO_TOKEN_INDEX, IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from vita15.image_processing import normalize_pixels
 
 REFERENCE = Path("/work/shared/reference/vita15_state_dict.json")
 
@@ -78,3 +79,9 @@ def test_forward_loss_and_right_padding(model):
         # row 0: label 12 follows the image block (position 256 predicts it)
         row0 = row0 + F.cross_entropy(out.logits[0, 256:257], torch.tensor([12]), reduction="sum")
         assert torch.allclose(out.loss, (row0 + row1) / 5, atol=1e-5)
+
+
+def test_encode_images_normalises_uint8_tiles_like_the_float_path(model):
+    pixels = torch.randint(0, 256, (2, 3, 448, 448), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(model.encode_images(pixels), model.encode_images(normalize_pixels(pixels)))

@@ -12,7 +12,9 @@ from vita15.image_processing import (
     choose_grid,
     demo_frame_indices,
     dynamic_tiles,
+    image_pixels,
     load_image,
+    normalize_pixels,
     preprocess_frames,
     preprocess_image,
     resize_shortest_and_crop,
@@ -78,6 +80,19 @@ def test_normalisation_values():
     expected = [(1.0 - IMAGENET_MEAN[0]) / IMAGENET_STD[0], (0 - IMAGENET_MEAN[1]) / IMAGENET_STD[1],
                 (128 / 255 - IMAGENET_MEAN[2]) / IMAGENET_STD[2]]
     assert torch.allclose(px[0, :, 10, 10], torch.tensor(expected), atol=1e-6)
+
+
+def test_uint8_tiles_normalise_to_the_clip_formula_bit_for_bit():
+    """Inference sends uint8 tiles and normalises them where the model runs; every value must be the
+    one CLIPImageProcessor's numpy arithmetic gives (float64 rescale, float32 mean/std)."""
+    img = Image.fromarray(np.random.default_rng(3).integers(0, 256, (700, 900, 3), dtype=np.uint8))
+    pixels = image_pixels(img, max_tiles=6)
+    assert pixels.dtype == torch.uint8 and pixels.shape == (7, 3, 448, 448)
+    mean, std = np.asarray(IMAGENET_MEAN, np.float32), np.asarray(IMAGENET_STD, np.float32)
+    hwc = pixels.permute(0, 2, 3, 1).numpy()
+    formula = ((hwc.astype(np.float64) * (1 / 255)).astype(np.float32) - mean) / std
+    assert np.array_equal(normalize_pixels(pixels).permute(0, 2, 3, 1).numpy(), formula)
+    assert torch.equal(normalize_pixels(pixels), preprocess_image(img, max_tiles=6))
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "CMYK", "RGBA", "I;16"])

@@ -108,10 +108,9 @@ class VitaModel:
         if prepare_processes is None:
             prepare_processes = max(1, min(12, _cores() - 2)) if device.startswith("cuda") else 0
         self.prepare_processes = prepare_processes if self.fast is not None else 0
-        # Which suites use the processes, by media kind. Audio only by default, as measured on an H200
-        # (reports/perf): LibriSpeech 37 -> 89 utt/s, but MME 23.7 -> 13.9 q/s, because returning ~17 MB
-        # of tiles per question needs the main process's GIL, which the engine's thread holds.
-        self.process_media = {"audio"}
+        # Which suites use the processes, by media kind (reports/perf: with fp32 tiles MME fell from
+        # 23.7 to 13.9 q/s in processes, so they were audio-only; tiles now travel as uint8).
+        self.process_media = {"image", "video", "audio"}
         self.identity: dict[str, Any] = {
             "path": str(path.resolve()), "name": self.name,
             "config_sha256": _sha256(path / "config.json"),
@@ -137,8 +136,10 @@ class VitaModel:
 
     def adopt(self, jobs: list[Any]) -> list[Any]:
         """Jobs prepared in a worker process, page-locked here for the copies to the GPU."""
+        pinned: dict[int, Any] = {}  # the jobs of a group share their media tensors
         for job in jobs:
-            self.fast.pin(job.prepared)
+            if not isinstance(job, Exception):
+                self.fast.pin(job.prepared, pinned)
         return jobs
 
     def stream(self, source) -> Iterator[tuple[str, Output | Exception]]:
