@@ -193,11 +193,12 @@ class FastEngine:
         self._capacity_floor = 0
         self._graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
         self._graph_pool = None
-        self._whale = WhaleGraphs(model.model.audio_encoder, self.device, self.dtype) if self.use_graphs else None
         self._decode_rows: dict[int, torch.Tensor] = {}
         self.stats = {"rounds": 0, "prefill_positions": 0, "shared_positions": 0, "decode_steps": 0,
                       "graphs": 0, "graph_failures": 0, "prefill_s": 0.0, "decode_s": 0.0, "wait_s": 0.0}
         self._timings: list[tuple[str, Any, Any]] = []
+        self._whale = (WhaleGraphs(model.model.audio_encoder, self.device, self.dtype, self.stats)
+                       if self.use_graphs else None)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "cpu", dtype: str = "fp32", **kw) -> "FastEngine":

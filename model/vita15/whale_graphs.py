@@ -33,12 +33,18 @@ class _Captured:
 class WhaleGraphs:
     """`encoder(features, lengths)` for padded CPU batches, from graphs captured on first use."""
 
-    def __init__(self, encoder, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, encoder, device: torch.device, dtype: torch.dtype, stats: dict | None = None) -> None:
         self.encoder, self.device, self.dtype = encoder, device, dtype
         self.enabled = device.type == "cuda" and encoder.cfg.mask_mode != "dynamic_chunk"
         self.captured: dict[tuple[int, int], _Captured | None] = {}
         self.pool = None
-        self.failures = 0
+        self.stats = stats if stats is not None else {}  # whale_graphs, whale_graph_failures, whale_replays
+        for key in ("whale_graphs", "whale_graph_failures", "whale_replays"):
+            self.stats.setdefault(key, 0)
+
+    @property
+    def failures(self) -> int:
+        return self.stats["whale_graph_failures"]
 
     def __call__(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | None:
         """(B, T, D) page-locked fbank + (B,) frame counts → (B, T_llm, hidden) embeddings on the GPU
@@ -54,6 +60,7 @@ class WhaleGraphs:
         entry.features.copy_(features, non_blocking=True)
         entry.lengths.copy_(lengths, non_blocking=True)
         entry.graph.replay()
+        self.stats["whale_replays"] += 1
         return entry.embeds.clone()
 
     def _capture(self, shape: torch.Size) -> _Captured | None:
@@ -67,6 +74,7 @@ class WhaleGraphs:
             embeds, _ = capture(graph, self.pool, self.device, lambda: self.encoder(features, lengths))
         except Exception as exc:  # an optimisation only: this shape runs eagerly from now on
             log.warning("Whale CUDA graph capture failed for %s (%s); encoding it eagerly", tuple(shape), exc)
-            self.failures += 1
+            self.stats["whale_graph_failures"] += 1
             return None
+        self.stats["whale_graphs"] += 1
         return _Captured(graph, features, lengths, embeds)
