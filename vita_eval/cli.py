@@ -306,7 +306,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                    reference={k: int(v) for k, v in _pairs(args.reference).items()},
                    work_dir=Path(args.work_dir) if args.work_dir else None,
                    decode_tokens=args.decode_tokens or (4 if tiny else 128), command=" ".join(["vita-eval", *sys.argv[1:]]),
-                   profile=args.profile)
+                   profile=args.profile, process_media=args.process_media)
     print((Path(args.out) / "bench.md").read_text())
     print(f"results: {Path(args.out) / 'bench.json'} (total {result['total_s']} s)")
     return 0
@@ -327,6 +327,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="also run the fast engine on each workload's first N groups under torch.profiler "
                         "(tables in OUT/profile/WORKLOAD.txt)")
+    p.add_argument("--process-media", nargs="*", choices=["image", "video", "audio"], metavar="KIND",
+                   help="media kinds whose suites the fast engine prepares in worker processes, the others on "
+                        "threads (default: image video audio; none: all on threads)")
     p.add_argument("--out", default="reports/perf", help="bench.json and bench.md go here")
     p.set_defaults(fn=cmd_bench)
 

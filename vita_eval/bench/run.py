@@ -196,7 +196,7 @@ def measure_decode(model: VitaModel, tokens: int) -> float:
 
 def bench(*, model: str | None, size: str, device: str, dtype: str, out: Path, workloads: list[str],
           limits: dict[str, int], reference: dict[str, int], work_dir: Path | None, decode_tokens: int,
-          command: str, profile: int = 0) -> dict[str, Any]:
+          command: str, profile: int = 0, process_media: list[str] | None = None) -> dict[str, Any]:
     unknown = sorted(set(workloads) - set(WORKLOADS))
     if unknown:
         raise SystemExit(f"unknown workload(s) {unknown}; known: {', '.join(WORKLOADS)}")
@@ -206,12 +206,15 @@ def bench(*, model: str | None, size: str, device: str, dtype: str, out: Path, w
     started = time.perf_counter()
     path = _checkpoint(model, size, work)
     fast = VitaModel(path, device=device, dtype=dtype, name="bench", engine="fast")
+    if process_media is not None:  # which media kinds the fast engine prepares in processes (others: threads)
+        fast.process_media = set(process_media)
     ref = VitaModel(path, device=device, dtype=dtype, name="bench", engine="reference", loaded=fast.engine)
     result: dict[str, Any] = {
         "command": command, "size": size, "device": device, "dtype": dtype, "model": str(path),
         "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
         "host": {"cpus": _cpus(), "machine": platform.machine()}, "torch": torch.__version__,
         "model_load_s": round(time.perf_counter() - started, 1), "scale": dataclasses.asdict(scale),
+        "process_media": sorted(fast.process_media) if fast.prepare_processes else [],
         "workloads": {},
     }
     try:
