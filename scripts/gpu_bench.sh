@@ -8,7 +8,7 @@
 # MMBench 150 questions (563 rows with circular copies), MathVista 48 questions (BENCH_LIMITS);
 # the reference engine runs the first groups given by BENCH_REFERENCE. BENCH_ARGS adds bench options
 # (e.g. "--workloads MME --profile 48": tables of where the time goes in OUT/profile/).
-# First, scripts/gpu_checks.py (CHECKS_TIMEOUT seconds, default 120) writes OUT/gpu_checks.json.
+# First, scripts/gpu_checks.py (CHECKS_TIMEOUT seconds, default 120; 0 skips it) writes OUT/gpu_checks.json.
 set -euo pipefail
 OUT=${1:-gpu_out}
 mkdir -p "$OUT"
@@ -18,7 +18,9 @@ python3 -m vita_eval.cli model-init --size full --random-on-load --out "$CKPT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1 || true
 set +e
 # the parts beside the paths they replace (uint8 tiles, Whale graphs, fused prefill): OUT/gpu_checks.json
-timeout "${CHECKS_TIMEOUT:-120}" python3 scripts/gpu_checks.py "$OUT" > "$OUT/gpu_checks.log" 2>&1 || tail -n 20 "$OUT/gpu_checks.log"
+if [ "${CHECKS_TIMEOUT:-120}" != 0 ]; then
+  timeout "${CHECKS_TIMEOUT:-120}" python3 scripts/gpu_checks.py "$OUT" > "$OUT/gpu_checks.log" 2>&1 || tail -n 20 "$OUT/gpu_checks.log"
+fi
 LIMITS=${BENCH_LIMITS:-"Video-MME_8frame=60 MMBench_DEV_EN=150 MathVista_MINI=48"}
 REFERENCE=${BENCH_REFERENCE:-"MME=20 LibriSpeech_test_other=12 Video-MME_8frame=3 MMBench_DEV_EN=5 MathVista_MINI=1"}
 timeout "${BENCH_TIMEOUT:-300}" python3 -m vita_eval.cli -v bench --model "$CKPT" --out "$OUT" --work-dir /tmp/vita-bench \

@@ -51,6 +51,7 @@ from .inference import (
 )
 from .audio_features import FbankPool, fbank
 from .audio_whale import split_audio
+from .conversation import load_tokenizer
 from .cuda_graphs import capture, warm_up
 from .decode_step import DecodeStep
 from .kv_slots import SLOT_ATTENTION, SlotCache, SlotPlan
@@ -760,6 +761,20 @@ class Preparer:
 
     def __call__(self, request: Any, tiles_cache: dict | None = None) -> PreparedRequest:
         return prepare_request(request, self.tokenizer, self.dither, tiles_cache)
+
+    def __reduce__(self):
+        """Travel as the tokenizer's folder where it has one. The tokenizer object pickles to megabytes,
+        which the thread spawning each worker must push through a pipe while the new process imports
+        torch: the workers then started one after another, ~2.5 s each, inside the first suite's
+        timing (MME on an H200: 98.6 s of 127 s waiting for requests, reports/perf)."""
+        folder = Path(str(getattr(self.tokenizer, "name_or_path", "")))
+        if (folder / "tokenizer.json").is_file() or (folder / "vocab.json").is_file():
+            return (_preparer_for_folder, (str(folder), self.dither))
+        return (Preparer, (self.tokenizer, self.dither))
+
+
+def _preparer_for_folder(folder: str, dither: float) -> Preparer:
+    return Preparer(load_tokenizer(folder), dither)
 
 
 class _LockedTokenizer:
