@@ -108,8 +108,8 @@ class VitaModel:
         if prepare_processes is None:
             prepare_processes = max(1, min(12, _cores() - 2)) if device.startswith("cuda") else 0
         self.prepare_processes = prepare_processes if self.fast is not None else 0
-        # Which suites use the processes, by media kind (reports/perf: with fp32 tiles MME fell from
-        # 23.7 to 13.9 q/s in processes, so they were audio-only; tiles now travel as uint8).
+        # Which suites use the processes, by media kind: all (reports/perf: MME 31.9 q/s, LibriSpeech
+        # 100 utt/s); `vita-eval bench --process-media` moves kinds back to threads for comparison.
         self.process_media = {"image", "video", "audio"}
         self.identity: dict[str, Any] = {
             "path": str(path.resolve()), "name": self.name,

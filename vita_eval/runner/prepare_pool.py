@@ -1,13 +1,16 @@
 """Request preparation in worker processes, so the thread that feeds the GPU never waits for the GIL.
 
-Building a request (the preset decodes its media) and preparing it for the model (tiling,
-normalisation, fbank, tokenisation) is Python-heavy host work. On worker threads it holds the
+Building a request (the preset decodes its media) and preparing it for the model (tiling, fbank,
+tokenisation) is Python-heavy host work. On worker threads it holds the
 GIL often enough that the engine's thread, which launches every GPU kernel, keeps waiting for
 it: on an H200 (reports/perf/README.md) MME ran at 18.8 q/s with 15 preparation threads against
 28.1 q/s for the engine alone on the same requests, LibriSpeech at 26 against 89 utt/s. In
 processes that work runs beside the engine instead. Samples and the build travel by pickle
 (media loaders are partials of module functions); prepared tensors come back through shared
-memory (torch.multiprocessing), and the main process only page-locks them.
+memory (torch.multiprocessing), and the main process only page-locks them. The model's `prepare`
+must pickle small (the VITA `Preparer` travels as its tokenizer's folder): `ProcessPoolExecutor`
+spawns workers one per `submit`, and each spawn writes the initializer through a pipe that the new
+process reads only after its imports, so a large one starts the workers one after another.
 
 Threads and processes run the same `prepare_group`, so both give the same items and the same
 per-sample failures.
