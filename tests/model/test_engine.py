@@ -260,3 +260,15 @@ def test_fused_prefill_step_equals_transformers_layers(inference):
     (fused_out, fused_keys), (plain_out, plain_keys) = outs
     assert torch.allclose(fused_out, plain_out, atol=1e-5, rtol=1e-5)
     assert torch.allclose(fused_keys, plain_keys, atol=1e-5, rtol=1e-5)
+
+
+def test_preparer_travels_as_its_tokenizer_folder(inference, fast, media):
+    """Pickled small (worker processes then start in parallel) and prepares exactly as the engine does."""
+    import pickle
+
+    data = pickle.dumps(fast.preparer())
+    assert len(data) < 1000
+    request = Req("img", "What is in the picture?", images=[media["wide"]], max_tiles=2)
+    got, want = pickle.loads(data)(request), fast.prepare(request)
+    assert torch.equal(got.input_ids, want.input_ids) and torch.equal(got.pixel_values, want.pixel_values)
+    assert got.pixel_values.dtype == torch.uint8 and got.media_keys == want.media_keys
