@@ -583,7 +583,6 @@ class AudioEncoder(nn.Module):
         return embeds, valid.squeeze(1).sum(-1)
 
 
-
 def split_audio(embeds: torch.Tensor, counts: torch.Tensor | None, lengths: torch.Tensor) -> list[torch.Tensor]:
     """Each row's valid embeddings from `AudioEncoder` outputs. Integer frame counts on the host give
     the token counts (`llm_length`, equal to the encoder's) without waiting for the GPU to finish."""

@@ -60,6 +60,12 @@ def _repoint(modules, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         start += rows
 
 
+def rotate_sign(head_dim: int) -> torch.Tensor:
+    """[-1..., +1...] over a head: `rotate_half(x) * sin == swap_halves(x) * (sign * sin)`, exactly."""
+    half = head_dim // 2
+    return torch.cat([-torch.ones(half), torch.ones(half)])
+
+
 def rotate(qk: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
     """transformers' `q * cos + rotate_half(q) * sin` in the same bf16 operations, with the sign of
     `rotate_half` folded into `signed_sin` (`sin * [-1..., +1...]`, exact): one op fewer per tensor."""
@@ -88,8 +94,7 @@ class DecodeStep:
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.hidden = cfg.hidden_size
         self.scaling = self.head_dim ** -0.5
-        half = self.head_dim // 2
-        self.sign = torch.cat([-torch.ones(half), torch.ones(half)])
+        self.sign = rotate_sign(self.head_dim)
 
     def prepare(self) -> bool:
         """(Re-)fuse the projections and place the constants before decoding; True if weights moved

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .decode_step import mlp_residual, rotate
+from .decode_step import mlp_residual, rotate, rotate_sign
 from .kv_slots import SlotCache, slot_attention
 
 
@@ -34,8 +34,7 @@ class PrefillStep:
         """[-1..., +1...] of a head, made once per device and dtype (no host copy per forward)."""
         key = (like.device, like.dtype)
         if key not in self._signs:
-            half = self.head_dim // 2
-            self._signs[key] = torch.cat([-torch.ones(half), torch.ones(half)]).to(like.device, like.dtype)
+            self._signs[key] = rotate_sign(self.head_dim).to(like.device, like.dtype)
         return self._signs[key]
 
     def __call__(self, x: torch.Tensor, pos: torch.Tensor, cache: SlotCache, mask: torch.Tensor | None,

@@ -138,8 +138,7 @@ class VitaModel:
         """Jobs prepared in a worker process, page-locked here for the copies to the GPU."""
         pinned: dict[int, Any] = {}  # the jobs of a group share their media tensors
         for job in jobs:
-            if not isinstance(job, Exception):
-                self.fast.pin(job.prepared, pinned)
+            self.fast.pin(job.prepared, pinned)
         return jobs
 
     def stream(self, source) -> Iterator[tuple[str, Output | Exception]]:
