@@ -2,10 +2,13 @@
 of seeded random weights (bf16). Run by scripts/gpu_bench.sh; writes OUT/gpu_checks.json.
 
 1. uint8 tiles normalised on the GPU equal the CPU float path bit for bit.
-2. Whale encoder from CUDA graphs vs eager: the same embeddings, and the time per batch of 16 clips
-   (host launch time included: that is what the graphs remove).
-3. Fused prefill (`vita15.prefill_step`) vs transformers' Qwen2 layers over the same slot cache:
-   one 1,700-position row (flash, an MME image prefix) and 16 masked rows of 200 (ASR clips).
+2. Whale encoder from CUDA graphs with fused attention vs eager upstream code: the embeddings' relative
+   difference, and the time per batch of 16 clips (host launch time included).
+3. Packed prefill over the slot cache: fused layers (`vita15.prefill_step`) vs transformers' Qwen2
+   layers, and flash varlen vs one SDPA call per sequence (`SlotCache.flash = False`), on one
+   1,700-position sequence (an MME image prefix) and 96 sequences of 90 after a 105-position past
+   (LibriSpeech clips after the system prompt).
+4. A decode step of 256 slots over 600 keys: flash varlen in place vs SDPA under an additive mask.
 
 Usage: python scripts/gpu_checks.py OUT
 """
@@ -44,6 +47,10 @@ def check_pixels(device: torch.device) -> dict:
     return {"bitwise_equal": bool(torch.equal(normalize_pixels(pixels.to(device)).cpu(), normalize_pixels(pixels)))}
 
 
+def relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm().clamp(min=1e-12))
+
+
 def check_whale(model, device: torch.device) -> dict:
     encoder = model.model.audio_encoder
     graphs = WhaleGraphs(encoder, device, model.model.embed_tokens.weight.dtype)
@@ -55,10 +62,10 @@ def check_whale(model, device: torch.device) -> dict:
         lengths[-2:] = 0  # padding rows, as the engine sends them
         eager = lambda: model.encode_audio(features.to(device, non_blocking=True), lengths)  # noqa: E731
         graph = lambda: split_audio(graphs(features, lengths), None, lengths)  # noqa: E731
-        diff = max(float((a.float() - b.float()).abs().max()) if len(a) else 0.0 for a, b in zip(eager(), graph()))
+        diff = max(relative(b, a) for a, b in zip(eager(), graph()) if len(a))
         eager_ms, graph_ms = timed_ms(eager), timed_ms(graph)
-        out[f"16x{frames}"] = {"max_abs_diff": diff, "eager_ms": round(eager_ms, 2), "graph_ms": round(graph_ms, 2),
-                               "speedup": round(eager_ms / graph_ms, 2)}
+        out[f"16x{frames}"] = {"relative_diff": round(diff, 5), "eager_ms": round(eager_ms, 2),
+                               "graph_ms": round(graph_ms, 2), "speedup": round(eager_ms / graph_ms, 2)}
     out["graph_failures"] = graphs.failures
     return out
 
@@ -69,27 +76,50 @@ def check_prefill(model, device: torch.device) -> dict:
     cfg, dtype = model.config, model.model.embed_tokens.weight.dtype
     step, out = PrefillStep(model), {}
     gen = torch.Generator(device=device).manual_seed(2)
-    for name, rows, width, flash in (("1x1700_flash", 1, 1700, True), ("16x200_masked", 16, 200, False)):
-        x = torch.randn(rows, width, cfg.hidden_size, device=device, dtype=dtype, generator=gen)
-        past = 30  # a round root (system prompt) already in the slots
-        pos = past + torch.arange(width, device=device)[None].repeat(rows, 1)
-        key_len = past + width
-        cache = SlotCache(cfg, rows, key_len, device, dtype)
-        slots = torch.arange(rows, device=device)
-        cache.plan = SlotPlan(write_rows=slots[:, None], write_pos=pos, key_len=key_len, read_rows=slots)
-        mask = None if flash else (torch.arange(key_len, device=device)[None, None, :] <= pos[:, :, None])[:, None]
-        fused = lambda: step(x, pos, cache, mask, lower_right_causal=flash)  # noqa: E731
+    for name, rows, width, past in (("1x1700", 1, 1700, 0), ("96x90_after_105", 96, 90, 105)):
+        x = torch.randn(1, rows * width, cfg.hidden_size, device=device, dtype=dtype, generator=gen)
+        cache = SlotCache(cfg, rows, 2048, device, dtype)
+        cache.plan = plan = SlotPlan.packed(list(range(rows)), [past] * rows, [width] * rows, 2048, device)
+        fused = lambda: step(x, plan.write_pos, cache)  # noqa: E731
         plain = lambda: model.model(  # noqa: E731
-            inputs_embeds=x, position_ids=pos, attention_mask=torch.ones(1, 1, 1, 1, dtype=torch.bool, device=device)
-            if flash else mask, past_key_values=cache, use_cache=True, lower_right_causal=flash).last_hidden_state
+            inputs_embeds=x, position_ids=plan.write_pos, attention_mask=torch.ones(1, 1, 1, 1, dtype=torch.bool,
+            device=device), past_key_values=cache, use_cache=True, slot_cache=cache).last_hidden_state
         with torch.no_grad():
-            a, b = fused().float(), plain().float()
+            a, b = fused(), plain()
             fused_ms, plain_ms = timed_ms(fused, 5), timed_ms(plain, 5)
+            cache.flash = False
+            c = fused()
+            sdpa_ms = timed_ms(fused, 3)
         flop = 2 * 7.07e9 * rows * width
-        out[name] = {"relative_diff": float((a - b).norm() / b.norm()), "fused_ms": round(fused_ms, 2),
+        out[name] = {"fused_vs_transformers_relative_diff": round(relative(a, b), 5), "fused_ms": round(fused_ms, 2),
                      "transformers_ms": round(plain_ms, 2), "speedup": round(plain_ms / fused_ms, 3),
-                     "fused_tflops": round(flop / fused_ms / 1e9, 1)}
+                     "fused_tflops": round(flop / fused_ms / 1e9, 1),
+                     "flash_vs_sdpa_per_sequence_relative_diff": round(relative(a, c), 5),
+                     "sdpa_per_sequence_ms": round(sdpa_ms, 2), "flash_speedup": round(sdpa_ms / fused_ms, 3)}
     return out
+
+
+def check_decode(model, device: torch.device) -> dict:
+    cfg, dtype = model.config, model.model.embed_tokens.weight.dtype
+    step, batch, keys = DecodeStep(model), 256, 600
+    step.prepare()
+    cache = SlotCache(cfg, batch, 1024, device, dtype)
+    gen = torch.Generator(device=device).manual_seed(4)
+    for layer in cache.layers:
+        layer.k_store.normal_(generator=gen)
+        layer.v_store.normal_(generator=gen)
+    ids = torch.randint(0, 1000, (batch,), device=device, generator=gen)
+    pos = torch.randint(keys // 2, keys, (batch,), device=device, generator=gen)
+    rows = torch.arange(batch, device=device)[:, None]
+    run = lambda: step(ids, pos, cache, rows, keys)  # noqa: E731
+    with torch.no_grad():
+        flash = run()
+        flash_ms = timed_ms(run)
+        cache.flash = False
+        masked = run()
+        masked_ms = timed_ms(run)
+    return {"batch": batch, "keys": keys, "flash_ms": round(flash_ms, 2), "masked_sdpa_ms": round(masked_ms, 2),
+            "speedup": round(masked_ms / flash_ms, 3), "relative_diff": round(relative(flash, masked), 5)}
 
 
 def main(out_dir: str) -> None:
@@ -97,7 +127,8 @@ def main(out_dir: str) -> None:
     model = build_random(vita15_config(), "cuda", torch.bfloat16, 0).eval()
     with torch.no_grad():
         result = {"pixels": check_pixels(device), "whale": check_whale(model, device),
-                  "prefill": check_prefill(model, device), "gpu": torch.cuda.get_device_name()}
+                  "prefill": check_prefill(model, device), "decode": check_decode(model, device),
+                  "gpu": torch.cuda.get_device_name()}
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     (Path(out_dir) / "gpu_checks.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))

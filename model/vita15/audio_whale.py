@@ -8,8 +8,11 @@ layout here is the one upstream's ``init_model``/``whaleEncoder`` reads (see ``f
 
 from __future__ import annotations
 
+import contextvars
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -432,6 +435,20 @@ def _sinusoid_table(d_model: int, device: str) -> torch.Tensor:
     return table
 
 
+_FUSED_ATTENTION = contextvars.ContextVar("whale_fused_attention", default=False)
+
+
+@contextmanager
+def fused_attention() -> Iterator[None]:
+    """Within it, `RelPositionAttention` runs as one SDPA call (the fast engine's captured graphs);
+    outside it, as upstream writes it (the reference engine)."""
+    token = _FUSED_ATTENTION.set(True)
+    try:
+        yield
+    finally:
+        _FUSED_ATTENTION.reset(token)
+
+
 class RelPositionAttention(nn.Module):
     """Transformer-XL scores without rel_shift: the positional term depends on the absolute key index."""
 
@@ -456,13 +473,28 @@ class RelPositionAttention(nn.Module):
         k = self._split(self.linear_k(x)).transpose(1, 2)
         v = self._split(self.linear_v(x)).transpose(1, 2)
         p = self._split(self.linear_pos(pos_emb.to(x.dtype))).transpose(1, 2)  # (1, H, T, d_k)
-        content = torch.matmul((q + self.pos_bias_u).transpose(1, 2), k.transpose(-2, -1))
-        position = torch.matmul((q + self.pos_bias_v).transpose(1, 2), p.transpose(-2, -1))
-        scores = (content + position) / math.sqrt(self.d_k)  # (B, H, T, T)
-        blocked = ~mask.unsqueeze(1)  # (B, 1, 1|T, T)
-        attn = torch.softmax(scores.masked_fill(blocked, FP16_MIN), dim=-1).masked_fill(blocked, 0.0)
-        out = torch.matmul(attn, v).transpose(1, 2).reshape(x.size(0), -1, self.heads * self.d_k)
-        return self.linear_out(out)
+        if _FUSED_ATTENTION.get():
+            out = self._fused(q, k, v, p, mask)
+        else:
+            content = torch.matmul((q + self.pos_bias_u).transpose(1, 2), k.transpose(-2, -1))
+            position = torch.matmul((q + self.pos_bias_v).transpose(1, 2), p.transpose(-2, -1))
+            scores = (content + position) / math.sqrt(self.d_k)  # (B, H, T, T)
+            blocked = ~mask.unsqueeze(1)  # (B, 1, 1|T, T)
+            attn = torch.softmax(scores.masked_fill(blocked, FP16_MIN), dim=-1).masked_fill(blocked, 0.0)
+            out = torch.matmul(attn, v)
+        return self.linear_out(out.transpose(1, 2).reshape(x.size(0), -1, self.heads * self.d_k))
+
+    def _fused(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, p: torch.Tensor,
+               mask: torch.Tensor) -> torch.Tensor:
+        """The same scores as one SDPA call: (q+u)k^T + (q+v)p^T = [q+u, q+v] [k, p]^T over doubled head
+        dims, never materialising the (B, H, T, T) scores in the model dtype (the eager path makes
+        six passes over them). A query that sees no key gives 0, as the eager path's masked_fill does."""
+        query = torch.cat([q + self.pos_bias_u, q + self.pos_bias_v], dim=-1).transpose(1, 2)
+        key = torch.cat([k, p.expand(k.size(0), -1, -1, -1)], dim=-1)
+        visible = mask.unsqueeze(1)  # (B, 1, 1|T, T)
+        seen = visible.any(-1, keepdim=True)
+        out = F.scaled_dot_product_attention(query, key, v, attn_mask=visible | ~seen, scale=1 / math.sqrt(self.d_k))
+        return out * seen
 
 
 class FeedForward(nn.Module):

@@ -7,15 +7,17 @@ the whole cache under a mask). Replayed from a CUDA graph each small kernel stil
 microseconds, ~3 ms per step for 28 layers. This step is the same arithmetic in ~16 kernels:
 fused RMSNorm (`F.rms_norm`), q/k/v and gate/up each one product over weights concatenated in
 place (`fuse_projections`), the residual adds folded into `addmm`, the query heads of a kv head
-folded into one SDPA call (no `repeat_kv`), and one additive mask for all layers. `rotate` and
-`mlp_residual` are shared with the prefill (`vita15.prefill_step`).
+read in place by one flash-attention varlen call per layer (`kv_slots.flash_slots`: each row's keys
+up to its own length, no mask; where flash is unavailable, the query heads of a kv head folded into
+one SDPA call under one additive mask for all layers). `rotate` and `mlp_residual` are shared with
+the prefill (`vita15.prefill_step`).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from .kv_slots import SlotCache
+from .kv_slots import SlotCache, flash_slots
 
 
 @torch.no_grad()
@@ -104,26 +106,57 @@ class DecodeStep:
         self.sign = self.sign.to(weight.device, weight.dtype)
         return changed
 
-    def __call__(self, ids: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor, cache: SlotCache,
-                 write_rows: torch.Tensor, key_len: int) -> torch.Tensor:
-        """`ids`, `pos` (B,); `mask` (B, 1, 1, key_len) additive; returns (B, hidden) final states."""
+    def __call__(self, ids: torch.Tensor, pos: torch.Tensor, cache: SlotCache, write_rows: torch.Tensor,
+                 key_len: int) -> torch.Tensor:
+        """`ids`, `pos` (B,) for slots [0, B), `write_rows` (B, 1) = those slots, keys read up to
+        `key_len`; returns (B, hidden) final states."""
         llm, batch = self.llm, ids.shape[0]
         h = llm.embed_tokens(ids)
         cos, sin = llm.rotary_emb(h[:, None], pos[:, None])  # (B, 1, D): broadcast over heads
         sin = sin * self.sign  # rotate_half(x) * sin == swap_halves(x) * (sign * sin), exactly
         n_q, n_qk = self.heads * self.head_dim, (self.heads + self.kv_heads) * self.head_dim
+        attention = _DecodeAttention(cache, pos, key_len, self.scaling, self.kv_heads)
         for layer, slot_layer in zip(llm.layers, cache.layers):
             attn = layer.self_attn
             x = F.rms_norm(h, (self.hidden,), layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon)
             qkv = torch.addmm(attn.vita_qkv_bias, x, attn.vita_qkv_weight.t())
             qk = rotate(qkv[:, :n_qk].view(batch, self.heads + self.kv_heads, self.head_dim), cos, sin)
-            k = qk[:, self.heads :]
-            v = qkv[:, n_qk:].view(batch, self.kv_heads, self.head_dim)
-            slot_layer._keys_t.index_put_((write_rows, pos[:, None]), k[:, None])
-            slot_layer._values_t.index_put_((write_rows, pos[:, None]), v[:, None])
-            q = qk[:, : self.heads].reshape(batch, self.kv_heads, self.heads // self.kv_heads, self.head_dim)
-            out = F.scaled_dot_product_attention(q, slot_layer.keys[:batch, :, :key_len],
-                                                 slot_layer.values[:batch, :, :key_len], attn_mask=mask,
-                                                 scale=self.scaling)
+            slot_layer.k_store.index_put_((write_rows, pos[:, None]), qk[:, None, self.heads :])
+            slot_layer.v_store.index_put_((write_rows, pos[:, None]), qkv[:, None, n_qk:].view(batch, 1, self.kv_heads,
+                                                                                               self.head_dim))
+            out = attention(qk[:, : self.heads], slot_layer)
             h = mlp_residual(torch.addmm(h, out.reshape(batch, n_q), attn.o_proj.weight.t()), layer)
         return F.rms_norm(h, (self.hidden,), llm.norm.weight, llm.norm.variance_epsilon)
+
+
+class _DecodeAttention:
+    """One query per slot [0, B) at `pos` over its keys [0, pos]: flash varlen in place, or SDPA under
+    an additive mask (built once per step, for all layers) where flash is unavailable."""
+
+    def __init__(self, cache: SlotCache, pos: torch.Tensor, key_len: int, scale: float, kv_heads: int) -> None:
+        self.cache, self.pos, self.key_len, self.scale, self.kv_heads = cache, pos, key_len, scale, kv_heads
+        self.mask: torch.Tensor | None = None
+        batch = pos.shape[0]
+        if cache.flash:
+            self.cu_q = torch.arange(batch + 1, dtype=torch.int32, device=pos.device)
+            self.cu_k = self.cu_q * cache.capacity
+            self.used = (pos + 1).clamp(max=key_len).to(torch.int32)  # idle rows may be longer
+
+    def __call__(self, q: torch.Tensor, layer) -> torch.Tensor:
+        """(B, H, D) queries -> (B, H, D)."""
+        if self.cache.flash:
+            try:
+                return flash_slots(q, layer.k_store, layer.v_store, self.cu_q, self.cu_k, self.used, 1, self.key_len,
+                                   self.scale)
+            except RuntimeError as exc:
+                self.cache.no_flash(exc)
+        batch, heads, dim = q.shape
+        if self.mask is None:
+            visible = torch.arange(self.key_len, device=q.device)[None, :] <= self.pos[:, None]
+            self.mask = torch.zeros(visible.shape, dtype=q.dtype, device=q.device).masked_fill_(
+                ~visible, float("-inf"))[:, None, None, :]
+        grouped = q.reshape(batch, self.kv_heads, heads // self.kv_heads, dim)
+        out = F.scaled_dot_product_attention(grouped, layer.keys[:batch, :, : self.key_len],
+                                             layer.values[:batch, :, : self.key_len], attn_mask=self.mask,
+                                             scale=self.scale)
+        return out.reshape(batch, heads, dim)

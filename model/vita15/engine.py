@@ -7,14 +7,16 @@ worker pool fills ahead of the GPU (`GroupSource`). Each admission round:
 2. splices each request (`VITAQwen2ForCausalLM.splice`, the reference's own splicer);
 3. prefills the round's common root once, forks it into the groups' slots, prefills each group's
    shared prefix once, forks that into one slot per question and prefills each question's suffix
-   (`vita15.prefix` finds the shared lengths from ids and media keys), through the Qwen2 layers
-   with fused element-wise work (`vita15.prefill_step`);
+   (`vita15.prefix` finds the shared lengths from ids and media keys), each step's sequences
+   packed without padding into few forwards (`kv_slots.SlotPlan.packed`, flash varlen over the
+   cache in place) through the Qwen2 layers with fused element-wise work (`vita15.prefill_step`);
 4. picks each request's first token from its last position.
 Between rounds every busy slot decodes one token per step over `SlotCache` (per-slot positions,
 so finished slots are refilled while others decode). A step (`vita15.decode_step`, the Qwen2 layer
 arithmetic in few kernels) is captured once per (batch bucket, key-length bucket) as a CUDA graph
-that also does the argmax and the bookkeeping on the GPU; the host looks at the new tokens every few steps (`sync_every`), checks
-stop ids and stop strings on token bytes (`vita15.stopping`) and hands finished rows out at once.
+that also does the argmax and the bookkeeping on the GPU; the host looks at the new tokens every
+few steps (`sync_every`), checks stop ids and stop strings on token bytes (`vita15.stopping`) and
+hands finished rows out at once.
 
 Same answers: every request's tokens equal the reference engine's (`vita15.inference`) up to
 floating-point summation order (tested exactly in fp32 on the CPU). A round that fails is retried
@@ -39,6 +41,11 @@ import torch
 from torch.nn.attention import sdpa_kernel
 from torch.profiler import record_function
 
+from .audio_features import FbankPool, fbank
+from .audio_whale import split_audio
+from .conversation import load_tokenizer
+from .cuda_graphs import capture, warm_up
+from .decode_step import DecodeStep
 from .inference import (
     DECODE_BACKENDS,
     Generation,
@@ -49,11 +56,6 @@ from .inference import (
     select_token,
     splice_warnings,
 )
-from .audio_features import FbankPool, fbank
-from .audio_whale import split_audio
-from .conversation import load_tokenizer
-from .cuda_graphs import capture, warm_up
-from .decode_step import DecodeStep
 from .kv_slots import SLOT_ATTENTION, SlotCache, SlotPlan
 from .prefill_step import PrefillStep
 from .prefix import atoms, plan_prefixes
@@ -64,7 +66,6 @@ log = logging.getLogger(__name__)
 
 BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512)
 AUDIO_BATCH, AUDIO_FRAMES = 16, 256  # Whale batches: 16 clips, lengths in steps of 2.56 s
-FLASH_ROW_TOKENS = 256  # chunks this long prefill alone with flash attention; shorter ones batch under a mask
 IMAGE_TOKEN_INDEX, AUDIO_TOKEN_INDEX = -200, -500
 
 
@@ -139,7 +140,6 @@ class _Slots:
         self.history = torch.zeros(n, capacity, dtype=torch.long, device=device)
         self.n_gen = torch.zeros(n, dtype=torch.long, device=device)
         self.seen = torch.zeros(n, vocab, dtype=torch.bool, device=device) if penalty else None
-        self.positions = torch.arange(capacity, device=device)
         self.host_length = [0] * (n + 1)
         self.free = list(range(n))
 
@@ -162,7 +162,7 @@ class FastEngine:
                  kv_memory_fraction: float = 0.85, max_kv_gib: float = 48.0,
                  fbank_workers: int | None = None, fused_prefill: bool = True) -> None:
         self.model = model.eval()
-        self.model.set_attn_implementation(SLOT_ATTENTION)  # sdpa, plus flash for one long row (kv_slots)
+        self.model.set_attn_implementation(SLOT_ATTENTION)  # sdpa, plus packed slot attention (kv_slots)
         self.decode_step = DecodeStep(model)
         self.prefill_step = PrefillStep(model)  # both need `decode_step.prepare()` (fused projections) first
         self.fused_prefill = fused_prefill  # False: transformers' Qwen2 layers (measured side by side in bench)
@@ -183,7 +183,6 @@ class FastEngine:
         self.kv_memory_fraction, self.max_kv_gib = kv_memory_fraction, max_kv_gib
         self.token_bytes = TokenBytes(tokenizer)
         self._locked_tokenizer = _LockedTokenizer(tokenizer)
-        self._row_flash = True
         # fbank in processes on a GPU machine (kaldi-native-fbank holds the GIL); inline elsewhere
         self.fbank_workers = fbank_workers if fbank_workers is not None else (
             min(8, max(1, (os.cpu_count() or 2) // 2)) if on_gpu else 0)
@@ -512,14 +511,14 @@ class FastEngine:
         self._reset(taken + [slots.scratch])
         if plan.root:
             self._extend([slots.scratch], [embeds[0][: plan.root]], want_logits=False)
-            self._fork(slots.scratch, [slot_of[i] for i in leaders], plan.root)
+            self._fork([slots.scratch] * len(leaders), [slot_of[i] for i in leaders], [plan.root] * len(leaders))
         # 2. each group's shared prefix, once, in its first slot; forked into its other slots
         grow = [(slot_of[m[0]], embeds[m[0]][plan.root : s]) for m, s in zip(members, plan.shared) if s > plan.root]
         if grow:
             self._extend([s for s, _ in grow], [e for _, e in grow], want_logits=False)
-        for m, share in zip(members, plan.shared):
-            if len(m) > 1:
-                self._fork(slot_of[m[0]], [slot_of[i] for i in m[1:]], share)
+        forks = [(slot_of[m[0]], slot_of[i], share) for m, share in zip(members, plan.shared) for i in m[1:]]
+        if forks:
+            self._fork(*map(list, zip(*forks)))
         # 3. every request's own suffix, with logits at its last position
         starts = [share for m, share in zip(members, plan.shared) for _ in m]
         last = self._extend([slot_of[i] for i in range(len(jobs))],
@@ -536,77 +535,52 @@ class FastEngine:
         for s in slot_ids:
             slots.host_length[s] = 0
 
-    def _fork(self, src: int, dst: list[int], length: int) -> None:
-        if not dst:
-            return
+    def _fork(self, src: list[int], dst: list[int], lengths: list[int]) -> None:
+        """Slot `dst[i]` starts as the first `lengths[i]` positions of slot `src[i]`, all in one copy per
+        layer (positions up to the longest are copied: those past a slot's own length are never read)."""
         slots = self._slots
         index = self._index(dst)
-        slots.cache.copy_prefix(src, index, length)
-        slots.length[index] = length
-        for s in dst:
-            slots.host_length[s] = length
+        slots.cache.copy_prefix(self._index(src), index, max(lengths))
+        slots.length[index] = self._index(lengths)
+        for s, n in zip(dst, lengths):
+            slots.host_length[s] = n
 
     @record_function("vita.prefill")
     def _extend(self, slot_ids: list[int], chunks: list[torch.Tensor], want_logits: bool) -> torch.Tensor | None:
         """Append `chunks[i]` to slot `slot_ids[i]`; logits at each chunk's end.
 
-        Long chunks (image / video prefixes) go one at a time through flash attention aligned to
-        their past; short ones (questions, ASR clips) share one masked forward per batch.
+        Chunks are packed, without padding, into forwards of at most `prefill_tokens` new positions
+        (a longer chunk goes alone): image prefixes and ASR clips alike make few, large products.
         """
-        order = sorted(range(len(chunks)), key=lambda i: len(chunks[i]))
-        logits: list[torch.Tensor | None] = [None] * len(chunks)
-        done = set()
-        for i in [i for i in order if len(chunks[i]) >= FLASH_ROW_TOKENS and self._row_flash]:
-            try:
-                out = self._extend_batch([slot_ids[i]], [chunks[i]], want_logits, flash=True)
-            except RuntimeError as exc:  # no flash kernel for these inputs here: masked batches from now on
-                log.warning("flash prefill unavailable (%s); using masked batches", exc)
-                self._row_flash = False
-                break
-            logits[i] = out[0] if want_logits else None
-            done.add(i)
-        order = [i for i in order if i not in done]
-        batch: list[int] = []
-        for i in order + [None]:
-            if i is not None and (not batch or (len(batch) + 1) * len(chunks[i]) <= self.prefill_tokens):
-                batch.append(i)
-                continue
-            if batch:
-                out = self._extend_batch([slot_ids[b] for b in batch], [chunks[b] for b in batch], want_logits)
-                for b, row in zip(batch, out if want_logits else [None] * len(batch)):
-                    logits[b] = row
-            batch = [i] if i is not None else []
-        return torch.stack(logits) if want_logits else None
+        logits, pack, total = [], [], 0
+        for i, chunk in enumerate(chunks + [None]):
+            if pack and (chunk is None or total + len(chunk) > self.prefill_tokens):
+                out = self._forward([slot_ids[j] for j in pack], [chunks[j] for j in pack], want_logits)
+                logits.append(out)
+                pack, total = [], 0
+            if chunk is not None:
+                pack.append(i)
+                total += len(chunk)
+        return torch.cat(logits) if want_logits else None
 
-    def _extend_batch(self, slot_ids: list[int], chunks: list[torch.Tensor], want_logits: bool, flash: bool = False):
+    def _forward(self, slot_ids: list[int], chunks: list[torch.Tensor], want_logits: bool) -> torch.Tensor | None:
+        """One packed prefill forward (`SlotPlan.packed`) through the fused layers or transformers' own."""
         slots, model = self._slots, self.model
         n = [len(c) for c in chunks]
-        width = max(n)
-        x = chunks[0].new_zeros(len(chunks), width, chunks[0].shape[-1])
-        for i, c in enumerate(chunks):
-            x[i, : len(c)] = c
-        starts = [slots.host_length[s] for s in slot_ids]
-        rows = self._index(slot_ids)
-        offsets = torch.arange(width, device=self.device)
-        pos = (self._index(starts)[:, None] + offsets).clamp(max=slots.capacity - 1)
-        key_len = min(slots.capacity, max(starts) + width)
-        slots.cache.plan = SlotPlan(write_rows=rows[:, None], write_pos=pos, key_len=key_len, read_rows=rows)
-        # one unpadded row: flash aligned to its past, no mask at all; a batch: masked by position
-        mask = None if flash else (slots.positions[:key_len][None, None, :] <= pos[:, :, None])[:, None]
+        plan = SlotPlan.packed(slot_ids, [slots.host_length[s] for s in slot_ids], n, slots.capacity, self.device)
+        slots.cache.plan = plan
+        x = torch.cat(chunks)[None]
         if self.fused_prefill:
-            hidden = self.prefill_step(x, pos, slots.cache, mask, lower_right_causal=flash)
+            hidden = self.prefill_step(x, plan.write_pos, slots.cache)
         else:  # transformers' own layers over the same cache (a 4-D placeholder keeps it from building a mask)
-            hidden = model.model(inputs_embeds=x, position_ids=pos, attention_mask=self._no_mask if flash else mask,
-                                 past_key_values=slots.cache, use_cache=True,
-                                 lower_right_causal=flash).last_hidden_state
-        lengths = self._index(n)
-        slots.length[rows] += lengths
+            hidden = model.model(inputs_embeds=x, position_ids=plan.write_pos, attention_mask=self._no_mask,
+                                 past_key_values=slots.cache, use_cache=True, slot_cache=slots.cache).last_hidden_state
+        slots.length[plan.rows] = plan.used.long()
         for s, k in zip(slot_ids, n):
             slots.host_length[s] += k
         if not want_logits:
             return None
-        last = hidden[torch.arange(len(chunks), device=self.device), lengths - 1]
-        return model.lm_head(last)[:, : self.vocab_limit].float()
+        return model.lm_head(hidden[0, plan.last])[:, : self.vocab_limit].float()
 
     def _start_rows(self, jobs: list[Job], taken: list[int], logits: torch.Tensor, n_prompt: list[int],
                     warnings: list[list[str]]) -> list[_Row]:
@@ -699,10 +673,7 @@ class FastEngine:
         pos = slots.length[:batch]
         if batch not in self._decode_rows:
             self._decode_rows[batch] = torch.arange(batch, device=self.device)[:, None]
-        visible = slots.positions[:key_len][None, :] <= pos[:, None]
-        mask = torch.zeros(visible.shape, dtype=self.dtype, device=self.device).masked_fill_(~visible, float("-inf"))
-        hidden = self.decode_step(slots.next_ids[:batch], pos, mask[:, None, None, :], slots.cache,
-                                  self._decode_rows[batch], key_len)
+        hidden = self.decode_step(slots.next_ids[:batch], pos, slots.cache, self._decode_rows[batch], key_len)
         logits = model.lm_head(hidden)[:, : self.vocab_limit].float()
         if slots.seen is not None:
             logits = penalize(logits, slots.seen[:batch], self.repetition_penalty)

@@ -5,11 +5,12 @@ outside the matrix products (reports/perf/profile/MME.txt): RMSNorm as seven fp3
 passes over (tokens, 3584), separate q/k/v and gate/up products, the rotary halves as their own
 kernels and residual adds. This is the same layer with `F.rms_norm` (one kernel), q/k/v and
 gate/up each one product over the weights `decode_step.fuse_projections` concatenated in place,
-the rotary sign folded into sin, and the residual adds inside `addmm`. Attention is the very
-function transformers calls through the registered `slot_attention` (flash aligned to the past for
-one long row, SDPA under a mask for batches), over the same `SlotCache`, so the keys written and
-read are those of transformers' path. Differences are bf16 rounding only: RMSNorm multiplies by
-its weight before rounding once, and the fused products may accumulate in another order.
+the rotary sign folded into sin, and the residual adds inside `addmm`. The tokens come packed (one
+sequence after another, no padding) and attend through the cache's own `SlotLayer.attend` (flash
+varlen over the cache in place), the very function transformers' path calls through the registered
+`slot_attention`, so the keys written and read are those of transformers' path. Differences are
+bf16 rounding only: RMSNorm multiplies by its weight before rounding once, and the fused products
+may accumulate in another order.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .decode_step import mlp_residual, rotate, rotate_sign
-from .kv_slots import SlotCache, slot_attention
+from .kv_slots import SlotCache
 
 
 class PrefillStep:
@@ -37,29 +38,24 @@ class PrefillStep:
             self._signs[key] = rotate_sign(self.head_dim).to(like.device, like.dtype)
         return self._signs[key]
 
-    def __call__(self, x: torch.Tensor, pos: torch.Tensor, cache: SlotCache, mask: torch.Tensor | None,
-                 lower_right_causal: bool) -> torch.Tensor:
-        """`x` (R, N, hidden) embeddings at positions `pos` (R, N); `mask` (R, 1, N, keys) bool, or None
-        with `lower_right_causal` for one unpadded row. Returns (R, N, hidden)."""
-        llm, plan = self.llm, cache.plan
-        rows, width, hidden = x.shape
+    def __call__(self, x: torch.Tensor, pos: torch.Tensor, cache: SlotCache) -> torch.Tensor:
+        """`x` (1, T, hidden) packed embeddings at positions `pos` (1, T), appended as `cache.plan`
+        says. Returns (1, T, hidden)."""
+        llm = self.llm
+        _, total, hidden = x.shape
         cos, sin = llm.rotary_emb(x, pos)
-        cos, sin = cos[:, :, None], (sin * self._sign(x))[:, :, None]  # broadcast over heads
+        cos, sin = cos[0, :, None], (sin[0] * self._sign(x))[:, None]  # (T, 1, D): broadcast over heads
         n_qk = (self.heads + self.kv_heads) * self.head_dim
-        h = x.reshape(rows * width, hidden)
+        h = x[0]
         for layer, slot_layer in zip(llm.layers, cache.layers):
             attn, norm = layer.self_attn, layer.input_layernorm
             normed = F.rms_norm(h, (hidden,), norm.weight, norm.variance_epsilon)
-            qkv = torch.addmm(attn.vita_qkv_bias, normed, attn.vita_qkv_weight.t()).view(rows, width, -1)
-            qk = rotate(qkv[..., :n_qk].view(rows, width, self.heads + self.kv_heads, self.head_dim), cos, sin)
-            index = (plan.write_rows, plan.write_pos)
-            slot_layer._keys_t.index_put_(index, qk[:, :, self.heads :])
-            slot_layer._values_t.index_put_(index, qkv[..., n_qk:].view(rows, width, self.kv_heads, self.head_dim))
-            keys = slot_layer.keys[:, :, : plan.key_len].index_select(0, plan.read_rows)
-            values = slot_layer.values[:, :, : plan.key_len].index_select(0, plan.read_rows)
-            out, _ = slot_attention(attn, qk[:, :, : self.heads].transpose(1, 2), keys, values, mask,
-                                    scaling=attn.scaling, lower_right_causal=lower_right_causal)
-            h = torch.addmm(h, out.reshape(rows * width, -1), attn.o_proj.weight.t())
+            qkv = torch.addmm(attn.vita_qkv_bias, normed, attn.vita_qkv_weight.t())
+            qk = rotate(qkv[:, :n_qk].view(total, self.heads + self.kv_heads, self.head_dim), cos, sin)
+            values = qkv[None, :, n_qk:].view(1, total, self.kv_heads, self.head_dim)
+            slot_layer.write(qk[None, :, self.heads :], values)
+            out = slot_layer.attend(qk[:, : self.heads], attn.scaling)
+            h = torch.addmm(h, out.reshape(total, -1), attn.o_proj.weight.t())
             h = mlp_residual(h, layer)
         final = llm.norm
-        return F.rms_norm(h, (hidden,), final.weight, final.variance_epsilon).view(rows, width, hidden)
+        return F.rms_norm(h, (hidden,), final.weight, final.variance_epsilon)[None]

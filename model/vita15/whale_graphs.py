@@ -3,12 +3,15 @@
 Why: eager, one batch of 16 clips launches ~1,000 small kernels (24 blocks of relative-position
 attention, LayerNorms, convolutions): 39 ms of host time for 16 ms of GPU time on an H200
 (reports/perf/probes/parts.txt). The engine's one thread launches every kernel of a run, so on
-ASR suites that host time, not the GPU, set the pace. A replay costs one launch.
+ASR suites that host time, not the GPU, set the pace. A replay costs one launch. Captured under
+`audio_whale.fused_attention`, each block's relative-position attention is one SDPA call instead of
+six passes over its (B, H, T, T) scores.
 
 The fast engine pads Whale batches to a fixed row count and frame counts to multiples of
 `AUDIO_FRAMES` (`engine._bucketed_audio`), so a few graphs cover a suite. The encoder is
-padding-invariant, so a graph gives the eager encoder's values. Not used for the `dynamic_chunk`
-mask mode, whose random chunk draw would be frozen into the graph.
+padding-invariant, so a graph gives the eager encoder's values up to the rounding of the fused
+attention. Not used for the `dynamic_chunk` mask mode, whose random chunk draw would be frozen into
+the graph.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .audio_whale import fused_attention
 from .cuda_graphs import capture, warm_up
 
 log = logging.getLogger(__name__)
@@ -67,11 +71,12 @@ class WhaleGraphs:
         features = torch.zeros(shape, device=self.device, dtype=self.dtype)
         lengths = torch.full((shape[0],), shape[1], device=self.device, dtype=torch.long)
         try:
-            warm_up(self.device, lambda: [self.encoder(features, lengths) for _ in range(2)])
-            graph = torch.cuda.CUDAGraph()
-            if self.pool is None:
-                self.pool = torch.cuda.graph_pool_handle()
-            embeds, _ = capture(graph, self.pool, self.device, lambda: self.encoder(features, lengths))
+            with fused_attention():
+                warm_up(self.device, lambda: [self.encoder(features, lengths) for _ in range(2)])
+                graph = torch.cuda.CUDAGraph()
+                if self.pool is None:
+                    self.pool = torch.cuda.graph_pool_handle()
+                embeds, _ = capture(graph, self.pool, self.device, lambda: self.encoder(features, lengths))
         except Exception as exc:  # an optimisation only: this shape runs eagerly from now on
             log.warning("Whale CUDA graph capture failed for %s (%s); encoding it eagerly", tuple(shape), exc)
             self.stats["whale_graph_failures"] += 1

@@ -20,6 +20,7 @@ from vita15.audio_whale import (
     WhaleConfig,
     attention_mask,
     chunk_mask,
+    fused_attention,
     pad_mask,
     read_global_cmvn,
     write_global_cmvn,
@@ -167,6 +168,21 @@ def test_padded_batch_rows_equal_single_runs(mode: str, chunk: int, left: int) -
             alone, alone_len = model(f[None], torch.tensor([len(f)]))
             assert alone.shape[1] == alone_len.item() == llm_length(len(f))
             torch.testing.assert_close(out[i, : alone.shape[1]], alone[0], atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("mode", "chunk", "left"), [("full", -1, -1), ("static_chunk", 4, 2)])
+def test_fused_attention_equals_upstream_scores(mode: str, chunk: int, left: int) -> None:
+    """The fast engine's one-SDPA relative-position attention gives upstream's outputs (fp32), padding
+    rows included: an all-padding row (length 0) is finite and equal too."""
+    model = _tiny(mode, chunk, left)
+    lengths = torch.tensor([233, 101, 0])
+    batch = torch.randn(3, 233, 80, generator=torch.Generator().manual_seed(3)) * 3 + 5
+    with torch.no_grad():
+        upstream, n = model(batch, lengths)
+        with fused_attention():
+            fused, n_fused = model(batch, lengths)
+    assert torch.equal(n, n_fused) and torch.isfinite(fused).all()
+    torch.testing.assert_close(fused, upstream, atol=2e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("t", [7, 8, 9, 10, 98, 100, 101, 398])

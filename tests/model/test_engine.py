@@ -235,31 +235,66 @@ def test_transformers_prefill_alternative_gives_the_same_tokens(inference, media
 
 
 def test_fused_prefill_step_equals_transformers_layers(inference):
-    """Hidden states and written keys of `PrefillStep` match `Qwen2Model.forward` over the same plan (fp32)."""
+    """Hidden states and written keys of `PrefillStep` match `Qwen2Model.forward` over the same packed
+    plan (two sequences of 9 and 6 tokens after pasts of 3 and 5 positions, fp32)."""
     from vita15.kv_slots import SlotCache, SlotPlan
     from vita15.prefill_step import PrefillStep
 
     model = inference.model
     FastEngine(model, inference.tokenizer, fbank_workers=0).decode_step.prepare()  # fused projections
     cfg, hidden = model.config, model.config.hidden_size
-    x = torch.randn(2, 9, hidden, generator=torch.Generator().manual_seed(0))
-    pos = torch.arange(9)[None].repeat(2, 1) + torch.tensor([[3], [5]])
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 15, hidden, generator=gen)
     outs = []
     for fused in (True, False):
         cache = SlotCache(cfg, 3, 32, x.device, x.dtype)
-        rows = torch.tensor([0, 2])
-        cache.plan = SlotPlan(write_rows=rows[:, None], write_pos=pos, key_len=14, read_rows=rows)
-        mask = (torch.arange(14)[None, None, :] <= pos[:, :, None])[:, None]
+        for layer in cache.layers:  # the pasts
+            layer.k_store.copy_(torch.randn(layer.k_store.shape, generator=torch.Generator().manual_seed(1)))
+        cache.plan = plan = SlotPlan.packed([0, 2], [3, 5], [9, 6], 32, x.device)
         with torch.no_grad():
             if fused:
-                out = PrefillStep(model)(x, pos, cache, mask, lower_right_causal=False)
+                out = PrefillStep(model)(x, plan.write_pos, cache)
             else:
-                out = model.model(inputs_embeds=x, position_ids=pos, attention_mask=mask, past_key_values=cache,
-                                  use_cache=True).last_hidden_state
-        outs.append((out, cache.layers[-1].keys.clone()))
+                out = model.model(inputs_embeds=x, position_ids=plan.write_pos, attention_mask=torch.ones(1, 1, 1, 1),
+                                  past_key_values=cache, use_cache=True, slot_cache=cache).last_hidden_state
+        outs.append((out, cache.layers[-1].k_store.clone()))
     (fused_out, fused_keys), (plain_out, plain_keys) = outs
     assert torch.allclose(fused_out, plain_out, atol=1e-5, rtol=1e-5)
     assert torch.allclose(fused_keys, plain_keys, atol=1e-5, rtol=1e-5)
+
+
+def test_slot_plan_packs_sequences_and_attends_causally_to_each_past():
+    """`SlotPlan.packed` places every token at its slot and position, and `SlotLayer.attend` gives each
+    sequence causal attention over its own slot only (checked against a dense softmax per sequence)."""
+    from types import SimpleNamespace
+
+    from vita15.kv_slots import SlotCache, SlotPlan
+
+    cfg = SimpleNamespace(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=1)
+    cache = SlotCache(cfg, 4, 16, torch.device("cpu"), torch.float32)
+    plan = SlotPlan.packed([3, 1], [2, 0], [3, 4], 16, torch.device("cpu"))
+    assert plan.write_rows.tolist() == [[3, 3, 3, 1, 1, 1, 1]]
+    assert plan.write_pos.tolist() == [[2, 3, 4, 0, 1, 2, 3]]
+    assert plan.last.tolist() == [2, 6] and plan.used.tolist() == [5, 4]
+    assert plan.cu_q.tolist() == [0, 3, 7] and plan.cu_k.tolist()[:2] == [48, 16]
+    gen = torch.Generator().manual_seed(0)
+    layer = cache.layers[0]
+    layer.k_store.copy_(torch.randn(layer.k_store.shape, generator=gen))
+    layer.v_store.copy_(torch.randn(layer.v_store.shape, generator=gen))
+    cache.plan = plan
+    new_k, new_v = torch.randn(1, 7, 2, 8, generator=gen), torch.randn(1, 7, 2, 8, generator=gen)
+    layer.write(new_k, new_v)
+    assert torch.equal(layer.k_store[3, 2:5], new_k[0, :3]) and torch.equal(layer.v_store[1, :4], new_v[0, 3:])
+    query = torch.randn(7, 4, 8, generator=gen)
+    out = layer.attend(query, 8 ** -0.5)
+    for slot, first, n, used in plan.spans:
+        keys = layer.k_store[slot, :used].repeat_interleave(2, dim=1)  # (used, 4, 8): GQA groups of 2
+        values = layer.v_store[slot, :used].repeat_interleave(2, dim=1)
+        for i in range(n):
+            seen = used - n + i + 1
+            scores = torch.einsum("hd,khd->hk", query[first + i], keys[:seen]) * 8 ** -0.5
+            want = torch.einsum("hk,khd->hd", scores.softmax(-1), values[:seen])
+            assert torch.allclose(out[first + i], want, atol=1e-5)
 
 
 def test_preparer_travels_as_its_tokenizer_folder(inference, fast, media):
