@@ -1,7 +1,7 @@
 """The fast engine's prefill: Qwen2's decoder layers over the slot cache, with fused element-wise work.
 
 Why: prefill is compute-bound, yet transformers' `Qwen2DecoderLayer` spends ~20% of MME's GPU time
-outside the matrix products (reports/perf/profile/MME.txt): RMSNorm as seven fp32 element-wise
+outside the matrix products (reports/perf/profile-874223a/MME.txt): RMSNorm as seven fp32 element-wise
 passes over (tokens, 3584), separate q/k/v and gate/up products, the rotary halves as their own
 kernels and residual adds. This is the same layer with `F.rms_norm` (one kernel), q/k/v and
 gate/up each one product over the weights `decode_step.fuse_projections` concatenated in place,

@@ -108,8 +108,8 @@ class VitaModel:
         if prepare_processes is None:
             prepare_processes = max(1, min(12, _cores() - 2)) if device.startswith("cuda") else 0
         self.prepare_processes = prepare_processes if self.fast is not None else 0
-        # Which suites use the processes, by media kind: all (reports/perf: MME 31.9 q/s, LibriSpeech
-        # 100 utt/s); `vita-eval bench --process-media` moves kinds back to threads for comparison.
+        # Which suites use the processes, by media kind: all (reports/perf: MME 36.3 q/s, LibriSpeech
+        # 172 utt/s); `vita-eval bench --process-media` moves kinds back to threads for comparison.
         self.process_media = {"image", "video", "audio"}
         self.identity: dict[str, Any] = {
             "path": str(path.resolve()), "name": self.name,
