@@ -9,6 +9,7 @@ of seeded random weights (bf16). Run by scripts/gpu_bench.sh; writes OUT/gpu_che
    1,700-position sequence (an MME image prefix) and 96 sequences of 90 after a 105-position past
    (LibriSpeech clips after the system prompt).
 4. A decode step of 256 slots over 600 keys: flash varlen in place vs SDPA under an additive mask.
+5. The ViT on 64 tiles with the engine's attention backends (cuDNN first) vs flash attention.
 
 Usage: python scripts/gpu_checks.py OUT
 """
@@ -20,11 +21,13 @@ import time
 from pathlib import Path
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from vita15.audio_whale import split_audio
 from vita15.checkpoint import build_random
 from vita15.configuration_vita import vita15_config
 from vita15.decode_step import DecodeStep
+from vita15.engine import VIT_BACKENDS
 from vita15.image_processing import normalize_pixels
 from vita15.kv_slots import SLOT_ATTENTION, SlotCache, SlotPlan
 from vita15.prefill_step import PrefillStep
@@ -122,12 +125,29 @@ def check_decode(model, device: torch.device) -> dict:
             "speedup": round(masked_ms / flash_ms, 3), "relative_diff": round(relative(flash, masked), 5)}
 
 
+def check_vit(model, device: torch.device) -> dict:
+    tiles = torch.randint(0, 256, (64, 3, 448, 448), dtype=torch.uint8, device=device,
+                          generator=torch.Generator(device=device).manual_seed(5))
+
+    def encode(backends):
+        with sdpa_kernel(backends, set_priority=True):
+            return model.encode_images(tiles)
+
+    flash_backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+    with torch.no_grad():
+        fast, flash = encode(VIT_BACKENDS), encode(flash_backends)
+        fast_ms, flash_ms = timed_ms(lambda: encode(VIT_BACKENDS), 5), timed_ms(lambda: encode(flash_backends), 5)
+    return {"tiles": 64, "engine_backends_ms": round(fast_ms, 2), "flash_ms": round(flash_ms, 2),
+            "speedup": round(flash_ms / fast_ms, 3), "relative_diff": round(relative(fast, flash), 5)}
+
+
 def main(out_dir: str) -> None:
     device = torch.device("cuda")
     model = build_random(vita15_config(), "cuda", torch.bfloat16, 0).eval()
     with torch.no_grad():
         result = {"pixels": check_pixels(device), "whale": check_whale(model, device),
                   "prefill": check_prefill(model, device), "decode": check_decode(model, device),
+                  "vit": check_vit(model, device),
                   "gpu": torch.cuda.get_device_name()}
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     (Path(out_dir) / "gpu_checks.json").write_text(json.dumps(result, indent=1))

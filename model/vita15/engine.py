@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from torch.nn.attention import sdpa_kernel
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import record_function
 
 from .audio_features import FbankPool, fbank
@@ -67,6 +67,10 @@ log = logging.getLogger(__name__)
 BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512)
 AUDIO_BATCH, AUDIO_FRAMES = 16, 256  # Whale batches: 16 clips, lengths in steps of 2.56 s
 IMAGE_TOKEN_INDEX, AUDIO_TOKEN_INDEX = -200, -500
+# The ViT's unmasked attention (1,025 positions, head dim 64) prefers cuDNN's fused kernel on Hopper
+# (scripts/gpu_checks.py measures it against flash); the list falls through where cuDNN cannot run.
+VIT_BACKENDS = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                SDPBackend.MATH]
 
 
 @dataclass
@@ -466,10 +470,12 @@ class FastEngine:
         return blocks
 
     def _encode_tiles(self, pixels: list[torch.Tensor], keys: list[bytes], blocks: dict[bytes, torch.Tensor]) -> None:
-        """ViT batches of `vit_tiles` (padded to a bucket, so cuDNN plans few shapes)."""
+        """ViT batches of `vit_tiles` (padded to a bucket, so cuDNN plans few shapes), attention by cuDNN
+        where it runs (`VIT_BACKENDS`)."""
         for start in range(0, len(pixels), self.vit_tiles):
             tiles = [t.to(self.device, non_blocking=True) for t in pixels[start : start + self.vit_tiles]]
-            embeds = self.model.encode_images(torch.stack(_pad_rows(tiles, _bucket(len(tiles), self.vit_tiles))))
+            with sdpa_kernel(VIT_BACKENDS, set_priority=True):
+                embeds = self.model.encode_images(torch.stack(_pad_rows(tiles, _bucket(len(tiles), self.vit_tiles))))
             blocks.update(zip(keys[start : start + self.vit_tiles], embeds))
 
     def _encode_clips(self, audio: list[torch.Tensor], keys: list[bytes], blocks: dict[bytes, torch.Tensor]) -> None:
