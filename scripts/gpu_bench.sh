@@ -8,7 +8,7 @@
 # MMBench 150 questions (563 rows with circular copies), MathVista 48 questions (BENCH_LIMITS);
 # the reference engine runs the first groups given by BENCH_REFERENCE. BENCH_ARGS adds bench options
 # (e.g. "--workloads MME --profile 48": tables of where the time goes in OUT/profile/).
-# First, scripts/gpu_checks.py (CHECKS_TIMEOUT seconds, default 120; 0 skips it) writes OUT/gpu_checks.json.
+# First, scripts/gpu_checks.py (CHECKS_TIMEOUT seconds, default 120; 0 skips it; CHECKS names some) writes OUT/gpu_checks.json.
 set -euo pipefail
 OUT=${1:-gpu_out}
 mkdir -p "$OUT"
@@ -19,7 +19,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu
 set +e
 # the parts beside the paths they replace (uint8 tiles, Whale graphs, fused prefill): OUT/gpu_checks.json
 if [ "${CHECKS_TIMEOUT:-120}" != 0 ]; then
-  timeout "${CHECKS_TIMEOUT:-120}" python3 scripts/gpu_checks.py "$OUT" > "$OUT/gpu_checks.log" 2>&1 || tail -n 20 "$OUT/gpu_checks.log"
+  timeout "${CHECKS_TIMEOUT:-120}" python3 scripts/gpu_checks.py "$OUT" ${CHECKS:-} > "$OUT/gpu_checks.log" 2>&1 || tail -n 20 "$OUT/gpu_checks.log"
 fi
 LIMITS=${BENCH_LIMITS:-"Video-MME_8frame=60 MMBench_DEV_EN=150 MathVista_MINI=48"}
 REFERENCE=${BENCH_REFERENCE:-"MME=20 LibriSpeech_test_other=12 Video-MME_8frame=3 MMBench_DEV_EN=5 MathVista_MINI=1"}

@@ -11,7 +11,7 @@ of seeded random weights (bf16). Run by scripts/gpu_bench.sh; writes OUT/gpu_che
 4. A decode step of 256 slots over 600 keys: flash varlen in place vs SDPA under an additive mask.
 5. The ViT on 64 tiles with the engine's attention backends (cuDNN first) vs flash attention.
 
-Usage: python scripts/gpu_checks.py OUT
+Usage: python scripts/gpu_checks.py OUT [CHECK ...]   (default: all of pixels whale prefill decode vit)
 """
 from __future__ import annotations
 
@@ -141,18 +141,20 @@ def check_vit(model, device: torch.device) -> dict:
             "speedup": round(flash_ms / fast_ms, 3), "relative_diff": round(relative(fast, flash), 5)}
 
 
-def main(out_dir: str) -> None:
+CHECKS = {"pixels": lambda model, device: check_pixels(device), "whale": check_whale, "prefill": check_prefill,
+          "decode": check_decode, "vit": check_vit}
+
+
+def main(out_dir: str, names: list[str]) -> None:
     device = torch.device("cuda")
     model = build_random(vita15_config(), "cuda", torch.bfloat16, 0).eval()
     with torch.no_grad():
-        result = {"pixels": check_pixels(device), "whale": check_whale(model, device),
-                  "prefill": check_prefill(model, device), "decode": check_decode(model, device),
-                  "vit": check_vit(model, device),
-                  "gpu": torch.cuda.get_device_name()}
+        result = {name: CHECKS[name](model, device) for name in names or CHECKS}
+    result["gpu"] = torch.cuda.get_device_name()
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     (Path(out_dir) / "gpu_checks.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "gpu_out")
+    main(sys.argv[1] if len(sys.argv) > 1 else "gpu_out", sys.argv[2:])

@@ -75,14 +75,21 @@ def rotate(qk: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> tor
     return qk * cos + torch.cat((qk[..., half:], qk[..., :half]), dim=-1) * signed_sin
 
 
-def mlp_residual(h: torch.Tensor, layer) -> torch.Tensor:
-    """h + MLP(post-attention RMSNorm(h)) for (rows, hidden) `h`: gate/up as one product, the residual
-    add inside the down projection's `addmm`."""
+def mlp_residual(h: torch.Tensor, layer, fused_gate_up: bool = True) -> torch.Tensor:
+    """h + MLP(post-attention RMSNorm(h)) for (rows, hidden) `h`, the residual add inside the down
+    projection's `addmm`. Gate/up as one product (`fused_gate_up`, decode: one weight read, one
+    launch), or as two products into contiguous outputs (prefill: halves of the fused output are
+    strided, which sends SiLU and the product to PyTorch's generic element-wise kernels, ~13% of
+    MME's GPU time in reports/perf/profile/MME.txt, instead of its vectorised ones)."""
     mlp, norm = layer.mlp, layer.post_attention_layernorm
     x = F.rms_norm(h, (h.shape[-1],), norm.weight, norm.variance_epsilon)
-    gate_up = x @ mlp.vita_gate_up.t()
-    inner = gate_up.shape[-1] // 2
-    return torch.addmm(h, F.silu(gate_up[:, :inner]) * gate_up[:, inner:], mlp.down_proj.weight.t())
+    if fused_gate_up:
+        gate_up = x @ mlp.vita_gate_up.t()
+        inner = gate_up.shape[-1] // 2
+        gate, up = gate_up[:, :inner], gate_up[:, inner:]
+    else:
+        gate, up = x @ mlp.gate_proj.weight.t(), x @ mlp.up_proj.weight.t()
+    return torch.addmm(h, F.silu(gate) * up, mlp.down_proj.weight.t())
 
 
 class DecodeStep:

@@ -3,9 +3,10 @@
 Why: prefill is compute-bound, yet transformers' `Qwen2DecoderLayer` spends ~20% of MME's GPU time
 outside the matrix products (reports/perf/profile-874223a/MME.txt): RMSNorm as seven fp32 element-wise
 passes over (tokens, 3584), separate q/k/v and gate/up products, the rotary halves as their own
-kernels and residual adds. This is the same layer with `F.rms_norm` (one kernel), q/k/v and
-gate/up each one product over the weights `decode_step.fuse_projections` concatenated in place,
-the rotary sign folded into sin, and the residual adds inside `addmm`. The tokens come packed (one
+kernels and residual adds. This is the same layer with `F.rms_norm` (one kernel), q/k/v as one
+product over the weights `decode_step.fuse_projections` concatenated in place, gate and up as two
+products into contiguous outputs (so SiLU and the product run vectorised), the rotary sign folded
+into sin, and the residual adds inside `addmm`. The tokens come packed (one
 sequence after another, no padding) and attend through the cache's own `SlotLayer.attend` (flash
 varlen over the cache in place), the very function transformers' path calls through the registered
 `slot_attention`, so the keys written and read are those of transformers' path. Differences are
@@ -56,6 +57,6 @@ class PrefillStep:
             slot_layer.write(qk[None, :, self.heads :], values)
             out = slot_layer.attend(qk[:, : self.heads], attn.scaling)
             h = torch.addmm(h, out.reshape(total, -1), attn.o_proj.weight.t())
-            h = mlp_residual(h, layer)
+            h = mlp_residual(h, layer, fused_gate_up=False)
         final = llm.norm
         return F.rms_norm(h, (hidden,), final.weight, final.variance_epsilon)[None]
