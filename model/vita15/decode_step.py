@@ -7,7 +7,7 @@ the whole cache under a mask). Replayed from a CUDA graph each small kernel stil
 microseconds, ~3 ms per step for 28 layers. This step is the same arithmetic in ~16 kernels:
 fused RMSNorm (`F.rms_norm`), q/k/v and gate/up each one product over weights concatenated in
 place (`fuse_projections`), the residual adds folded into `addmm`, the query heads of a kv head
-read in place by one flash-attention varlen call per layer (`kv_slots.flash_slots`: each row's keys
+read in place by one flash-attention varlen call per layer (`kv_slots.SlotLayer.flash`: each row's keys
 up to its own length, no mask; where flash is unavailable, the query heads of a kv head folded into
 one SDPA call under one additive mask for all layers). `rotate` and `mlp_residual` are shared with
 the prefill (`vita15.prefill_step`).
@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .kv_slots import SlotCache, flash_slots
+from .kv_slots import SlotCache
 
 
 @torch.no_grad()
@@ -141,22 +141,18 @@ class _DecodeAttention:
     an additive mask (built once per step, for all layers) where flash is unavailable."""
 
     def __init__(self, cache: SlotCache, pos: torch.Tensor, key_len: int, scale: float, kv_heads: int) -> None:
-        self.cache, self.pos, self.key_len, self.scale, self.kv_heads = cache, pos, key_len, scale, kv_heads
+        self.pos, self.key_len, self.scale, self.kv_heads = pos, key_len, scale, kv_heads
         self.mask: torch.Tensor | None = None
         batch = pos.shape[0]
-        if cache.flash:
-            self.cu_q = torch.arange(batch + 1, dtype=torch.int32, device=pos.device)
-            self.cu_k = self.cu_q * cache.capacity
-            self.used = (pos + 1).clamp(max=key_len).to(torch.int32)  # idle rows may be longer
+        self.cu_q = torch.arange(batch + 1, dtype=torch.int32, device=pos.device)
+        self.cu_k = self.cu_q * cache.capacity
+        self.used = (pos + 1).clamp(max=key_len).to(torch.int32)  # idle rows may be longer
 
     def __call__(self, q: torch.Tensor, layer) -> torch.Tensor:
         """(B, H, D) queries -> (B, H, D)."""
-        if self.cache.flash:
-            try:
-                return flash_slots(q, layer.k_store, layer.v_store, self.cu_q, self.cu_k, self.used, 1, self.key_len,
-                                   self.scale)
-            except RuntimeError as exc:
-                self.cache.no_flash(exc)
+        out = layer.flash(q, self.cu_q, self.cu_k, self.used, 1, self.key_len, self.scale)
+        if out is not None:
+            return out
         batch, heads, dim = q.shape
         if self.mask is None:
             visible = torch.arange(self.key_len, device=q.device)[None, :] <= self.pos[:, None]

@@ -13,7 +13,7 @@ that reads the keys in place (`seqused_k`: the cache is one (slots x capacity) b
 sequence r starting at slot r's first position); elsewhere each sequence is one SDPA call under its
 causal mask. The fused prefill (`vita15.prefill_step`) and transformers' `Qwen2Model.forward` (through
 `slot_attention`, registered in transformers' `AttentionInterface`) both attend this way; decode steps
-(`vita15.decode_step`) call `flash_slots` directly.
+(`vita15.decode_step`) call `SlotLayer.flash` with one query per slot.
 
 A slot holds exactly its sequence in positions [0, length) (no holes, rotary position = index).
 """
@@ -78,7 +78,7 @@ class SlotPlan:
         meta = host.to(device, non_blocking=True)
         r = len(lengths)
         parts = meta.split([total, total, r, r, r + 1, r + 1, r])
-        write_rows, write_pos, rows, last = (p for p in parts[:4])
+        write_rows, write_pos, rows, last = parts[:4]
         cu_q, cu_k_d, used_d = (p.to(torch.int32) for p in parts[4:])
         spans = list(zip(slots, cu[:-1].tolist(), lengths, used.tolist()))
         return cls(write_rows[None], write_pos[None], rows, last, cu_q, cu_k_d, used_d, max(lengths),
@@ -91,10 +91,9 @@ def flash_slots(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, c
     layer's (slots, capacity, kv_heads, D) store; sequence r reads `used[r]` keys from flat position
     `cu_k[r]`, causal aligned to its end (query i of n sees keys < used - n + i + 1). GQA native."""
     slots, capacity, heads, dim = keys.shape
-    out = torch.ops.aten._flash_attention_forward(
+    return torch.ops.aten._flash_attention_forward(
         query, keys.view(slots * capacity, heads, dim), values.view(slots * capacity, heads, dim), cu_q, cu_k,
         max_q, max_k, 0.0, True, False, scale=scale, seqused_k=used)[0]
-    return out
 
 
 class SlotLayer(CacheLayerMixin):
@@ -124,15 +123,24 @@ class SlotLayer(CacheLayerMixin):
         self.write(key_states.transpose(1, 2), value_states.transpose(1, 2))
         return self.keys, self.values
 
+    def flash(self, query: torch.Tensor, cu_q: torch.Tensor, cu_k: torch.Tensor, used: torch.Tensor, max_q: int,
+              max_k: int, scale: float) -> torch.Tensor | None:
+        """`flash_slots` over this layer while the cache allows flash; None where it does not (or the
+        kernel refuses now, which turns flash off for the cache): the caller then attends its own way."""
+        if not self.owner.flash:
+            return None
+        try:
+            return flash_slots(query, self.k_store, self.v_store, cu_q, cu_k, used, max_q, max_k, scale)
+        except RuntimeError as exc:
+            self.owner.no_flash(exc)
+            return None
+
     def attend(self, query: torch.Tensor, scale: float) -> torch.Tensor:
         """(T, H, D) packed queries of the plan's sequences -> (T, H, D) attention outputs."""
-        owner, plan = self.owner, self.owner.plan
-        if owner.flash:
-            try:
-                return flash_slots(query, self.k_store, self.v_store, plan.cu_q, plan.cu_k, plan.used, plan.max_q,
-                                   plan.max_k, scale)
-            except RuntimeError as exc:
-                owner.no_flash(exc)
+        plan = self.owner.plan
+        out = self.flash(query, plan.cu_q, plan.cu_k, plan.used, plan.max_q, plan.max_k, scale)
+        if out is not None:
+            return out
         out = torch.empty_like(query)
         for slot, first, n, used in plan.spans:
             q = query[first : first + n].transpose(0, 1)
