@@ -5,18 +5,21 @@ worker pool fills ahead of the GPU (`GroupSource`). Each admission round:
 1. encodes every distinct media item of the round once (ViT tiles / frames in batches, normalised
    from uint8 on the GPU; Whale audio replayed from CUDA graphs, `vita15.whale_graphs`);
 2. splices each request (`VITAQwen2ForCausalLM.splice`, the reference's own splicer);
-3. prefills the round's common root once, forks it into the groups' slots, prefills each group's
-   shared prefix once, forks that into one slot per question and prefills each question's suffix
-   (`vita15.prefix` finds the shared lengths from ids and media keys), each step's sequences
-   packed without padding into few forwards (`kv_slots.SlotPlan.packed`, flash varlen over the
-   cache in place) through the Qwen2 layers with fused element-wise work (`vita15.prefill_step`);
+3. prefills the round's common root once and each group's shared prefix once, their keys written
+   into every slot that shares them, then each question's own suffix (`vita15.prefix` finds the
+   shared lengths from ids and media keys): all of it packed without padding into as few forwards
+   as `prefill_tokens` allows (`kv_slots.SlotPlan.packed`: flash varlen over the cache in place,
+   cuDNN for long sequences) through the Qwen2 layers with fused element-wise work
+   (`vita15.prefill_step`);
 4. picks each request's first token from its last position.
 Between rounds every busy slot decodes one token per step over `SlotCache` (per-slot positions,
 so finished slots are refilled while others decode). A step (`vita15.decode_step`, the Qwen2 layer
 arithmetic in few kernels) is captured once per (batch bucket, key-length bucket) as a CUDA graph
 that also does the argmax and the bookkeeping on the GPU; the host looks at the new tokens every
 few steps (`sync_every`), checks stop ids and stop strings on token bytes (`vita15.stopping`) and
-hands finished rows out at once.
+hands finished rows out at once. It reads a window's tokens only after the next round is queued
+behind its steps, so the round's host work (media batches, splice, plan) runs while the GPU decodes
+and the GPU's queue never drains at a round boundary.
 
 Same answers: every request's tokens equal the reference engine's (`vita15.inference`) up to
 floating-point summation order (tested exactly in fp32 on the CPU). A round that fails is retried
@@ -56,7 +59,7 @@ from .inference import (
     select_token,
     splice_warnings,
 )
-from .kv_slots import SLOT_ATTENTION, SlotCache, SlotPlan
+from .kv_slots import SLOT_ATTENTION, SlotCache
 from .prefill_step import PrefillStep
 from .prefix import atoms, plan_prefixes
 from .stopping import StopMatcher, TokenBytes
@@ -110,6 +113,29 @@ class ListSource:
 
 
 @dataclass
+class _Piece:
+    """Embeddings `chunk` appended to `slot` from position `start`, and written into `mirrors` too
+    (the other slots of a shared prefix); `logits_for`: the request whose first logits are at its end."""
+
+    slot: int
+    start: int
+    chunk: torch.Tensor
+    mirrors: list[int]
+    logits_for: int | None = None
+
+
+@dataclass
+class _Window:
+    """A decode window in flight: its rows, the first token index copied, the copy, and the event
+    after which the copy is on the host (None on a CPU)."""
+
+    rows: dict[int, "_Row"]
+    lo: int
+    tokens: torch.Tensor
+    done: torch.cuda.Event | None
+
+
+@dataclass
 class _Row:
     """Host bookkeeping of one slot that is generating."""
 
@@ -136,15 +162,14 @@ class _Slots:
 
     def __init__(self, config, n: int, capacity: int, vocab: int, penalty: bool, device, dtype) -> None:
         self.n, self.capacity = n, capacity
-        self.cache = SlotCache(config, n + 1, capacity, device, dtype)  # row n: scratch for round roots
-        self.scratch = n
-        self.length = torch.zeros(n + 1, dtype=torch.long, device=device)
+        self.cache = SlotCache(config, n, capacity, device, dtype)
+        self.length = torch.zeros(n, dtype=torch.long, device=device)
         self.active = torch.zeros(n, dtype=torch.long, device=device)
         self.next_ids = torch.zeros(n, dtype=torch.long, device=device)
         self.history = torch.zeros(n, capacity, dtype=torch.long, device=device)
         self.n_gen = torch.zeros(n, dtype=torch.long, device=device)
         self.seen = torch.zeros(n, vocab, dtype=torch.bool, device=device) if penalty else None
-        self.host_length = [0] * (n + 1)
+        self.host_length = [0] * n
         self.free = list(range(n))
 
     def take(self, count: int) -> list[int]:
@@ -278,22 +303,32 @@ class FastEngine:
                     else:
                         pending.extend(self._split(group))
                     continue
+                # the window's steps and its token copy are queued before the next round's work, whose
+                # host side (media, splice, plan) then runs while the GPU decodes: no drained queue
+                # between rounds; the window's tokens are read after the admission is queued
+                window, failed = self._guarded(rows, lambda: self._launch_window(rows)) if rows else (None, [])
+                yield from failed
                 if pending and self._should_admit(rows, pending):
                     with self._timed("prefill_s"):
                         failures = list(self._admit(pending, rows))
                     yield from failures
-                if rows:
-                    try:
-                        with self._timed("decode_s"):
-                            finished = list(self._decode_window(rows))
-                        yield from finished
-                    except Exception as exc:  # a failed step fails the rows in flight, not the stream
-                        log.warning("decode step failed for %d requests: %s: %s", len(rows), type(exc).__name__, exc)
-                        self._slots.active.zero_()
-                        self._slots.give_back(list(rows))
-                        failed, rows = rows, {}
-                        for row in failed.values():
-                            yield row.job.uid, exc
+                if window is not None:
+                    with record_function("vita.collect"):
+                        finished, failed = self._guarded(rows, lambda: list(self._collect(window, rows)))
+                    yield from finished or failed
+
+    def _guarded(self, rows: dict[int, _Row], work):
+        """(`work()`, []), or, if it raises, (None, every row in flight failed with the error): a
+        failed step fails the rows in flight, not the stream."""
+        try:
+            return work(), []
+        except Exception as exc:
+            log.warning("decode step failed for %d requests: %s: %s", len(rows), type(exc).__name__, exc)
+            self._slots.active.zero_()
+            self._slots.give_back(list(rows))
+            failed = [(row.job.uid, exc) for row in rows.values()]
+            rows.clear()
+            return None, failed
 
     @contextmanager
     def _timed(self, key: str) -> Iterator[None]:
@@ -386,7 +421,7 @@ class FastEngine:
             return None
         per_token = SlotCache.bytes_per_token(self.model.config, self.dtype)
         return {"slots": slots.n, "positions": slots.capacity,
-                "gib": round((slots.n + 1) * slots.capacity * per_token / 2**30, 2)}
+                "gib": round(slots.n * slots.capacity * per_token / 2**30, 2)}
 
     def _stopper(self, stop: Sequence[str]) -> StopMatcher:
         key = tuple(stop)
@@ -512,81 +547,77 @@ class FastEngine:
             index += len(g)
         plan = plan_prefixes(seqs, [len(e) for e in embeds], members, self.min_shared)
         slot_of = dict(enumerate(taken))
-        leaders = [m[0] for m in members]
-        # 1. the round's root, once, in the scratch slot; forked into every group's first slot
-        self._reset(taken + [slots.scratch])
-        if plan.root:
-            self._extend([slots.scratch], [embeds[0][: plan.root]], want_logits=False)
-            self._fork([slots.scratch] * len(leaders), [slot_of[i] for i in leaders], [plan.root] * len(leaders))
-        # 2. each group's shared prefix, once, in its first slot; forked into its other slots
-        grow = [(slot_of[m[0]], embeds[m[0]][plan.root : s]) for m, s in zip(members, plan.shared) if s > plan.root]
-        if grow:
-            self._extend([s for s, _ in grow], [e for _, e in grow], want_logits=False)
-        forks = [(slot_of[m[0]], slot_of[i], share) for m, share in zip(members, plan.shared) for i in m[1:]]
-        if forks:
-            self._fork(*map(list, zip(*forks)))
-        # 3. every request's own suffix, with logits at its last position
-        starts = [share for m, share in zip(members, plan.shared) for _ in m]
-        last = self._extend([slot_of[i] for i in range(len(jobs))],
-                            [e[s:] for e, s in zip(embeds, starts)], want_logits=True)
+        last = self._extend(self._pieces(embeds, members, plan, slot_of))
         self.stats["rounds"] += 1
         self.stats["prefill_positions"] += sum(len(e) for e in embeds)
         self.stats["shared_positions"] += plan.root * (len(jobs) - 1) + sum(
             (s - plan.root) * (len(m) - 1) for m, s in zip(members, plan.shared))
         return self._start_rows(jobs, taken, last, [len(e) for e in embeds], warnings)
 
-    def _reset(self, slot_ids: list[int]) -> None:
-        slots = self._slots
-        slots.length[self._index(slot_ids)] = 0
-        for s in slot_ids:
-            slots.host_length[s] = 0
-
-    def _fork(self, src: list[int], dst: list[int], lengths: list[int]) -> None:
-        """Slot `dst[i]` starts as the first `lengths[i]` positions of slot `src[i]`, all in one copy per
-        layer (positions up to the longest are copied: those past a slot's own length are never read)."""
-        slots = self._slots
-        index = self._index(dst)
-        slots.cache.copy_prefix(self._index(src), index, max(lengths))
-        slots.length[index] = self._index(lengths)
-        for s, n in zip(dst, lengths):
-            slots.host_length[s] = n
+    @staticmethod
+    def _pieces(embeds: list[torch.Tensor], members: list[list[int]], plan, slot_of: dict[int, int]) -> list[_Piece]:
+        """A round as sequences to append, in dependency order: the round's root once (written into
+        every slot), each group's shared prefix once (into the group's slots), each request's own
+        suffix (logits at its end)."""
+        pieces = []
+        if plan.root:
+            first = slot_of[0]
+            pieces.append(_Piece(first, 0, embeds[0][: plan.root], [s for s in slot_of.values() if s != first]))
+        for m, share in zip(members, plan.shared):
+            if share > plan.root:
+                pieces.append(_Piece(slot_of[m[0]], plan.root, embeds[m[0]][plan.root : share],
+                                     [slot_of[i] for i in m[1:]]))
+        for m, share in zip(members, plan.shared):
+            pieces += [_Piece(slot_of[i], share, embeds[i][share:], [], logits_for=i) for i in m]
+        return pieces
 
     @record_function("vita.prefill")
-    def _extend(self, slot_ids: list[int], chunks: list[torch.Tensor], want_logits: bool) -> torch.Tensor | None:
-        """Append `chunks[i]` to slot `slot_ids[i]`; logits at each chunk's end.
+    def _extend(self, pieces: list[_Piece]) -> torch.Tensor:
+        """Append every piece to its slots; logits at the end of each piece that asks, in its
+        `logits_for` order.
 
-        Chunks are packed, without padding, into forwards of at most `prefill_tokens` new positions
-        (a longer chunk goes alone): image prefixes and ASR clips alike make few, large products.
+        Pieces are packed, without padding, in order into forwards of at most `prefill_tokens` new
+        positions (a longer piece goes alone): a piece only reads what earlier pieces wrote, in an
+        earlier forward or earlier in the same layer of its own.
         """
-        logits, pack, total = [], [], 0
-        for i, chunk in enumerate(chunks + [None]):
-            if pack and (chunk is None or total + len(chunk) > self.prefill_tokens):
-                out = self._forward([slot_ids[j] for j in pack], [chunks[j] for j in pack], want_logits)
-                logits.append(out)
+        order, logits, pack, total = [], [], [], 0
+        for piece in pieces + [None]:
+            if pack and (piece is None or total + len(piece.chunk) > self.prefill_tokens):
+                requests, out = self._forward(pack)
+                order += requests
+                logits += [out] if requests else []
                 pack, total = [], 0
-            if chunk is not None:
-                pack.append(i)
-                total += len(chunk)
-        return torch.cat(logits) if want_logits else None
+            if piece is not None:
+                pack.append(piece)
+                total += len(piece.chunk)
+        logits = torch.cat(logits)
+        return logits if order == sorted(order) else logits[self._index(sorted(range(len(order)), key=order.__getitem__))]
 
-    def _forward(self, slot_ids: list[int], chunks: list[torch.Tensor], want_logits: bool) -> torch.Tensor | None:
-        """One packed prefill forward (`SlotPlan.packed`) through the fused layers or transformers' own."""
+    def _forward(self, pack: list[_Piece]) -> tuple[list[int], torch.Tensor | None]:
+        """One packed prefill forward through the fused layers or transformers' own: the requests
+        whose pieces end here and their logits. Short pieces first, so the long ones can attend by
+        their own kernel (`SlotPlan`)."""
         slots, model = self._slots, self.model
-        n = [len(c) for c in chunks]
-        plan = SlotPlan.packed(slot_ids, [slots.host_length[s] for s in slot_ids], n, slots.capacity, self.device)
-        slots.cache.plan = plan
-        x = torch.cat(chunks)[None]
+        cache = slots.cache
+        long = cache.long_tokens
+        if long is not None:
+            pack = sorted(pack, key=lambda p: len(p.chunk) >= long)
+        plan = cache.pack([p.slot for p in pack], [p.start for p in pack], [len(p.chunk) for p in pack],
+                          [p.mirrors for p in pack])
+        x = torch.cat([p.chunk for p in pack])[None]
         if self.fused_prefill:
-            hidden = self.prefill_step(x, plan.write_pos, slots.cache)
+            hidden = self.prefill_step(x, plan.positions, cache)
         else:  # transformers' own layers over the same cache (a 4-D placeholder keeps it from building a mask)
-            hidden = model.model(inputs_embeds=x, position_ids=plan.write_pos, attention_mask=self._no_mask,
-                                 past_key_values=slots.cache, use_cache=True, slot_cache=slots.cache).last_hidden_state
-        slots.length[plan.rows] = plan.used.long()
-        for s, k in zip(slot_ids, n):
-            slots.host_length[s] += k
-        if not want_logits:
-            return None
-        return model.lm_head(hidden[0, plan.last])[:, : self.vocab_limit].float()
+            hidden = model.model(inputs_embeds=x, position_ids=plan.positions, attention_mask=self._no_mask,
+                                 past_key_values=cache, use_cache=True, slot_cache=cache).last_hidden_state
+        slots.length[plan.length_rows] = plan.length_values
+        for s, n in plan.lengths.items():
+            slots.host_length[s] = n
+        wanted = [r for r, p in enumerate(pack) if p.logits_for is not None]
+        if not wanted:
+            return [], None
+        rows = plan.last[self._index(wanted)] if len(wanted) < len(pack) else plan.last
+        return [pack[r].logits_for for r in wanted], model.lm_head(hidden[0, rows])[:, : self.vocab_limit].float()
 
     def _start_rows(self, jobs: list[Job], taken: list[int], logits: torch.Tensor, n_prompt: list[int],
                     warnings: list[list[str]]) -> list[_Row]:
@@ -613,12 +644,22 @@ class FastEngine:
         return rows
 
     # ---------------------------------------------------------------- decoding
-    def _decode_window(self, rows: dict[int, _Row]) -> Iterator[tuple[str, Generation]]:
-        with record_function("vita.decode"):
+    def _launch_window(self, rows: dict[int, _Row]) -> _Window:
+        """Queue up to `sync_every` steps for the rows in flight and the copy of their new tokens."""
+        with record_function("vita.decode"), self._timed("decode_s"):
             self._decode_steps(rows)
-        with record_function("vita.collect"):
-            finished = list(self._collect(rows))
-        yield from finished
+        slots = self._slots
+        lo = min(len(r.tokens) for r in rows.values())
+        hi = max(r.n_gen for r in rows.values())
+        tokens = slots.history[: max(rows) + 1, lo:hi]
+        done = None
+        if self.device.type == "cuda":
+            tokens = _pinned_copy(tokens)
+            done = torch.cuda.Event()
+            done.record()
+        else:
+            tokens = tokens.clone()
+        return _Window(dict(rows), lo, tokens, done)
 
     def _decode_steps(self, rows: dict[int, _Row]) -> None:
         """Up to `sync_every` steps on the device (graph replays when greedy), no host sync."""
@@ -645,17 +686,16 @@ class FastEngine:
                 r.n_gen += steps
                 slots.host_length[r.slot] += steps
 
-    def _collect(self, rows: dict[int, _Row]) -> Iterator[tuple[str, Generation]]:
-        """Copy the new tokens to the host, apply the stop rules, free and hand out finished rows."""
+    def _collect(self, window: _Window, rows: dict[int, _Row]) -> Iterator[tuple[str, Generation]]:
+        """The window's tokens on the host: apply the stop rules, free and hand out finished rows."""
         slots = self._slots
-        lo = min(len(r.tokens) for r in rows.values())
-        hi = max(r.n_gen for r in rows.values())
-        top = max(rows) + 1
-        window = slots.history[:top, lo:hi].tolist()
+        if window.done is not None:
+            window.done.synchronize()
+        lo, tokens = window.lo, window.tokens.tolist()
         finished = []
-        for slot, row in rows.items():
+        for slot, row in window.rows.items():
             checked = len(row.tokens)
-            row.tokens.extend(window[slot][checked - lo : row.n_gen - lo])
+            row.tokens.extend(tokens[slot][checked - lo : row.n_gen - lo])
             stop = row.stopper.first_stop(row.tokens, checked)
             if stop is not None:
                 del row.tokens[stop + 1 :]
@@ -775,6 +815,13 @@ class _CapacityShort(Exception):
     def __init__(self, needed: int) -> None:
         super().__init__(f"slots too short: {needed} positions needed")
         self.needed = needed
+
+
+def _pinned_copy(tokens: torch.Tensor) -> torch.Tensor:
+    """`tokens` copied into page-locked host memory without waiting (a pageable copy would sync)."""
+    host = torch.empty(tokens.shape, dtype=tokens.dtype, pin_memory=True)
+    host.copy_(tokens, non_blocking=True)
+    return host
 
 
 def _pad_rows(rows: list[torch.Tensor], count: int) -> list[torch.Tensor]:

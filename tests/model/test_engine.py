@@ -234,6 +234,34 @@ def test_transformers_prefill_alternative_gives_the_same_tokens(inference, media
     ])
 
 
+def test_long_sequence_kernel_path_gives_the_same_tokens(inference, media, monkeypatch):
+    """The GPU's split attention (long sequences by their own kernel after the short ones; here the
+    same SDPA call on the math kernel, every sequence of 12+ positions counted long) changes no token."""
+    from torch.nn.attention import SDPBackend
+
+    from vita15 import kv_slots
+
+    monkeypatch.setattr(kv_slots, "LONG_BACKENDS", [SDPBackend.MATH])
+    pack = kv_slots.SlotCache.pack
+
+    def pack_long(cache, *args, **kwargs):
+        cache.long_tokens = 12
+        return pack(cache, *args, **kwargs)
+
+    monkeypatch.setattr(kv_slots.SlotCache, "pack", pack_long)
+    calls, attend = [], kv_slots.end_aligned_causal
+    monkeypatch.setattr(kv_slots, "end_aligned_causal", lambda *a: calls.append(len(a[0])) or attend(*a))
+    engine = FastEngine(inference.model, inference.tokenizer, max_slots=4, sync_every=4, min_shared=4, fbank_workers=0)
+    g = Gen()
+    assert_same(inference, engine, [
+        [(Req("img-a", "What is in the picture?", images=[media["wide"]], max_tiles=2), g),
+         (Req("img-b", "Name a colour.", images=[media["wide"]], max_tiles=2), g)],
+        [(Req("vid", "What happens?", frames=[media["frame"]] * 3, modality="video"), g)],
+        [(Req("txt", "Hi."), g)],
+    ])
+    assert engine._slots.cache.long_tokens == 12 and min(calls) >= 12  # the long path ran and stayed on
+
+
 def test_fused_prefill_step_equals_transformers_layers(inference):
     """Hidden states and written keys of `PrefillStep` match `Qwen2Model.forward` over the same packed
     plan (two sequences of 9 and 6 tokens after pasts of 3 and 5 positions, fp32)."""
@@ -253,14 +281,25 @@ def test_fused_prefill_step_equals_transformers_layers(inference):
         cache.plan = plan = SlotPlan.packed([0, 2], [3, 5], [9, 6], 32, x.device)
         with torch.no_grad():
             if fused:
-                out = PrefillStep(model)(x, plan.write_pos, cache)
+                out = PrefillStep(model)(x, plan.positions, cache)
             else:
-                out = model.model(inputs_embeds=x, position_ids=plan.write_pos, attention_mask=torch.ones(1, 1, 1, 1),
+                out = model.model(inputs_embeds=x, position_ids=plan.positions, attention_mask=torch.ones(1, 1, 1, 1),
                                   past_key_values=cache, use_cache=True, slot_cache=cache).last_hidden_state
         outs.append((out, cache.layers[-1].k_store.clone()))
     (fused_out, fused_keys), (plain_out, plain_keys) = outs
     assert torch.allclose(fused_out, plain_out, atol=1e-5, rtol=1e-5)
     assert torch.allclose(fused_keys, plain_keys, atol=1e-5, rtol=1e-5)
+
+
+def _dense_attention(query, keys, values, n, used, groups):
+    """Reference: each of the last `n` of `used` positions attends causally, by an explicit softmax."""
+    keys, values = keys[:used].repeat_interleave(groups, dim=1), values[:used].repeat_interleave(groups, dim=1)
+    rows = []
+    for i in range(n):
+        seen = used - n + i + 1
+        scores = torch.einsum("hd,khd->hk", query[i], keys[:seen]) * query.shape[-1] ** -0.5
+        rows.append(torch.einsum("hk,khd->hd", scores.softmax(-1), values[:seen]))
+    return torch.stack(rows)
 
 
 def test_slot_plan_packs_sequences_and_attends_causally_to_each_past():
@@ -273,9 +312,9 @@ def test_slot_plan_packs_sequences_and_attends_causally_to_each_past():
     cfg = SimpleNamespace(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=1)
     cache = SlotCache(cfg, 4, 16, torch.device("cpu"), torch.float32)
     plan = SlotPlan.packed([3, 1], [2, 0], [3, 4], 16, torch.device("cpu"))
-    assert plan.write_rows.tolist() == [[3, 3, 3, 1, 1, 1, 1]]
-    assert plan.write_pos.tolist() == [[2, 3, 4, 0, 1, 2, 3]]
-    assert plan.last.tolist() == [2, 6] and plan.used.tolist() == [5, 4]
+    assert plan.write_rows.tolist() == [[3, 3, 3, 1, 1, 1, 1]] and plan.write_src is None
+    assert plan.write_pos.tolist() == plan.positions.tolist() == [[2, 3, 4, 0, 1, 2, 3]]
+    assert plan.last.tolist() == [2, 6] and plan.used.tolist() == [5, 4] and plan.lengths == {3: 5, 1: 4}
     assert plan.cu_q.tolist() == [0, 3, 7] and plan.cu_k.tolist()[:2] == [48, 16]
     gen = torch.Generator().manual_seed(0)
     layer = cache.layers[0]
@@ -288,13 +327,64 @@ def test_slot_plan_packs_sequences_and_attends_causally_to_each_past():
     query = torch.randn(7, 4, 8, generator=gen)
     out = layer.attend(query, 8 ** -0.5)
     for slot, first, n, used in plan.spans:
-        keys = layer.k_store[slot, :used].repeat_interleave(2, dim=1)  # (used, 4, 8): GQA groups of 2
-        values = layer.v_store[slot, :used].repeat_interleave(2, dim=1)
-        for i in range(n):
-            seen = used - n + i + 1
-            scores = torch.einsum("hd,khd->hk", query[first + i], keys[:seen]) * 8 ** -0.5
-            want = torch.einsum("hk,khd->hd", scores.softmax(-1), values[:seen])
-            assert torch.allclose(out[first + i], want, atol=1e-5)
+        want = _dense_attention(query[first : first + n], layer.k_store[slot], layer.v_store[slot], n, used, 2)
+        assert torch.allclose(out[first : first + n], want, atol=1e-5)
+
+
+def test_mirrored_prefix_is_read_by_its_suffixes_in_the_same_pass():
+    """A shared prefix written into its group's slots (`mirrors`) in the same forward as the suffixes
+    that read it: each suffix attends to the prefix keys as if they had been computed in its own
+    slot, and slot lengths come out as the longest write into each slot."""
+    from types import SimpleNamespace
+
+    from vita15.kv_slots import SlotCache
+
+    cfg = SimpleNamespace(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=1)
+    cache = SlotCache(cfg, 3, 16, torch.device("cpu"), torch.float32)
+    # prefix of 5 in slot 0, mirrored into slots 1 and 2; then suffixes of 2, 3, 1 in slots 0, 1, 2
+    plan = cache.pack([0, 0, 1, 2], [0, 5, 5, 5], [5, 2, 3, 1], [[1, 2], [], [], []])
+    assert plan.write_src is not None and plan.write_rows.shape[1] == 11 + 10
+    assert plan.lengths == {0: 7, 1: 8, 2: 6} and plan.length_values.tolist() == [7, 8, 6]
+    gen = torch.Generator().manual_seed(3)
+    layer = cache.layers[0]
+    keys, values = torch.randn(1, 11, 2, 8, generator=gen), torch.randn(1, 11, 2, 8, generator=gen)
+    layer.write(keys, values)
+    for slot in (0, 1, 2):
+        assert torch.equal(layer.k_store[slot, :5], keys[0, :5]) and torch.equal(layer.v_store[slot, :5], values[0, :5])
+    assert torch.equal(layer.k_store[1, 5:8], keys[0, 7:10]) and torch.equal(layer.k_store[2, 5], keys[0, 10])
+    query = torch.randn(11, 4, 8, generator=gen)
+    out = layer.attend(query, 8 ** -0.5)
+    for slot, first, n, used in plan.spans:
+        want = _dense_attention(query[first : first + n], layer.k_store[slot], layer.v_store[slot], n, used, 2)
+        assert torch.allclose(out[first : first + n], want, atol=1e-5)
+
+
+def test_long_sequences_attend_end_aligned_by_their_own_kernel(monkeypatch):
+    """The long-sequence path (cuDNN on a GPU; here the same call on the math kernel) pads the query
+    with zero rows for the past so SDPA's start-aligned causal mask becomes the end-aligned one, and
+    the pack is split: short sequences first (flash, or masked SDPA here), long ones after."""
+    from types import SimpleNamespace
+
+    from torch.nn.attention import SDPBackend
+
+    from vita15 import kv_slots
+
+    monkeypatch.setattr(kv_slots, "LONG_BACKENDS", [SDPBackend.MATH])
+    cfg = SimpleNamespace(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=1)
+    cache = kv_slots.SlotCache(cfg, 3, 32, torch.device("cpu"), torch.float32)
+    cache.long_tokens = 6
+    gen = torch.Generator().manual_seed(4)
+    layer = cache.layers[0]
+    layer.k_store.copy_(torch.randn(layer.k_store.shape, generator=gen))
+    layer.v_store.copy_(torch.randn(layer.v_store.shape, generator=gen))
+    plan = cache.pack([2, 0, 1], [4, 3, 0], [2, 7, 9])  # one short, then two long (one after a past)
+    assert plan.n_flash == 1 and plan.flash_tokens == 2
+    query = torch.randn(18, 4, 8, generator=gen)
+    out = layer.attend(query, 8 ** -0.5)
+    for slot, first, n, used in plan.spans:
+        want = _dense_attention(query[first : first + n], layer.k_store[slot], layer.v_store[slot], n, used, 2)
+        assert torch.allclose(out[first : first + n], want, atol=1e-5)
+    assert cache.long_tokens == 6  # the kernel ran: still on
 
 
 def test_preparer_travels_as_its_tokenizer_folder(inference, fast, media):

@@ -13,7 +13,6 @@ workload, so an interrupted run still leaves its numbers.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import platform
 import shutil
@@ -29,6 +28,7 @@ from typing import Any
 import torch
 
 from vita_eval import fsio, registry
+from vita_eval.bench.profiling import profile_run
 from vita_eval.bench.workloads import BUILDERS, Scale
 from vita_eval.models.vita import VitaModel
 from vita_eval.runner.distributed import Dist
@@ -134,40 +134,6 @@ def _run(model: VitaModel, spec, samples: list[Sample], folder: Path, preset, de
     if records and ok:
         out["errors"] = sorted({r.error for r in records.values() if r.error})[:3]
     return out
-
-
-def profile_run(model: VitaModel, spec, samples: list[Sample], folder: Path, preset, device: str,
-                out: Path) -> dict[str, Any]:
-    """The fast engine on `samples` under torch.profiler: where the time goes, written to `out`.
-
-    Two tables (kernels by GPU time, operators by host time) and the engine's phases
-    (`vita.*` ranges); `gpu_busy` is the kernels' summed time over the wall time, so a low value
-    means the GPU waited for the host.
-    """
-    from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
-
-    on_gpu = device.startswith("cuda")
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
-    with profile(activities=activities) as prof:
-        timed = _run(model, spec, samples, folder, preset, device)
-    events = prof.key_averages()
-    kernel_us = sum(e.self_device_time_total for e in events  # kernels and copies, each once
-                    if e.device_type == DeviceType.CUDA and not e.key.startswith("vita.")) if on_gpu else 0.0
-    phases = {e.key: {"calls": e.count, "host_ms": round(e.cpu_time_total / 1000, 1),
-                      "gpu_ms": round(e.device_time_total / 1000, 1)} for e in events if e.key.startswith("vita.")}
-    busy = kernel_us / 1e6 / max(timed["wall_s"], 1e-9)
-    sort = "self_cuda_time_total" if on_gpu else "self_cpu_time_total"
-    text = "\n\n".join([
-        f"# profile: {spec.name}, {timed['samples']} samples, wall {timed['wall_s']} s, "
-        f"kernels {kernel_us / 1e6:.2f} s (GPU busy {busy:.0%})",
-        "## engine phases\n" + "\n".join(f"{k}: {json.dumps(v)}" for k, v in phases.items()),
-        f"## by {sort}\n" + events.table(sort_by=sort, row_limit=40, max_name_column_width=70),
-        "## by self_cpu_time_total\n" + events.table(sort_by="self_cpu_time_total", row_limit=25,
-                                                       max_name_column_width=70)])
-    fsio.write_text(out, text + "\n")
-    return {"samples": timed["samples"], "wall_s": timed["wall_s"], "kernel_s": round(kernel_us / 1e6, 3),
-            "gpu_busy": round(busy, 3), "phases": phases, "file": out.name}
 
 
 def _agreement(fast_dir: Path, ref_dir: Path) -> dict[str, Any]:
@@ -278,8 +244,8 @@ def _workload(w: Workload, fast: VitaModel, ref: VitaModel, work: Path, scale: S
     entry["agreement"] = _agreement(work / "fast" / w.suite, work / "reference" / w.suite)
     if profile:  # the first groups again, profiled (after the timed runs, which it would slow down)
         profiled = [s for g in groups[:profile] for s in g]
-        entry["profile"] = profile_run(fast, spec, profiled, work / "profile" / w.suite, preset, device,
-                                       out / "profile" / f"{w.suite}.txt")
+        entry["profile"] = profile_run(lambda: _run(fast, spec, profiled, work / "profile" / w.suite, preset, device),
+                                       spec.name, device, out / "profile" / f"{w.suite}.txt")
     if w.target_per_s is not None and size == "full":
         entry["target"] = {"per_s": round(w.target_per_s, 2), "note": w.target_note,
                            "met": entry["fast"]["per_s"] >= w.target_per_s}
