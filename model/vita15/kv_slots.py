@@ -40,6 +40,7 @@ SLOT_ATTENTION = "vita_slots"
 FLASH_DTYPES = (torch.bfloat16, torch.float16)
 LONG_TOKENS = 2048  # sequences from this length attend by cuDNN on a GPU (shorter ones: flash varlen is faster)
 LONG_BACKENDS = [SDPBackend.CUDNN_ATTENTION]
+LONG_BUCKET = 256  # their query and key spans are rounded up to this (cuDNN plans per shape)
 
 
 @dataclass
@@ -137,20 +138,25 @@ def flash_slots(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, c
         max_q, max_k, 0.0, True, False, scale=scale, seqused_k=used)[0]
 
 
-def end_aligned_causal(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float,
+def end_aligned_causal(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, used: int, scale: float,
                        backends: list[SDPBackend]) -> torch.Tensor:
-    """One sequence's (n, H, D) queries over its slot's first `used` keys/values (used, kv_heads, D),
-    causal aligned to the end, by one SDPA call of `backends` (GQA native). SDPA's causal mask is
-    aligned to the start, so the query is led by zero rows for the past (their outputs are dropped):
-    the few extra rows buy the long-sequence kernel (cuDNN's runs Hopper's tensor cores at ~1.8x FA2's
-    speed on a 6,200-position causal block, reports/perf/probes/attention_probe.json)."""
-    past = len(keys) - len(query)
-    padded = torch.cat([query.new_zeros(past, *query.shape[1:]), query]) if past else query
+    """One sequence's (n, H, D) queries, the last n of its slot's first `used` positions, over the
+    slot's keys/values (capacity, kv_heads, D), causal aligned to the end, by one SDPA call of
+    `backends` (GQA native).
+
+    SDPA's causal mask is aligned to the start, so the query is led by zero rows for the past, and
+    query and keys both run on to a multiple of `LONG_BUCKET` (within the slot): rows past `used` are
+    dropped and keys past `used` are never visible to the real queries, and cuDNN, which builds a
+    plan per shape (tens of ms), sees few shapes. The extra rows buy the long-sequence kernel
+    (cuDNN's ~1.8x FA2's speed on a 6,200-position causal block, reports/perf/probes/attention_probe.json)."""
+    n = len(query)
+    past, span = used - n, min(-(-used // LONG_BUCKET) * LONG_BUCKET, len(keys))
+    padded = torch.cat([query.new_zeros(past, *query.shape[1:]), query, query.new_zeros(span - used, *query.shape[1:])])
     with sdpa_kernel(backends):
-        out = F.scaled_dot_product_attention(padded.transpose(0, 1)[None], keys.transpose(0, 1)[None],
-                                             values.transpose(0, 1)[None], is_causal=True, scale=scale,
+        out = F.scaled_dot_product_attention(padded.transpose(0, 1)[None], keys[:span].transpose(0, 1)[None],
+                                             values[:span].transpose(0, 1)[None], is_causal=True, scale=scale,
                                              enable_gqa=True)
-    return out[0, :, past:].transpose(0, 1)
+    return out[0, :, past:used].transpose(0, 1)
 
 
 class SlotLayer(CacheLayerMixin):
@@ -218,9 +224,8 @@ class SlotLayer(CacheLayerMixin):
         """The trailing long sequences' outputs, one cuDNN call each; None (and cuDNN off for the
         cache) if the kernel refuses."""
         try:
-            return torch.cat([end_aligned_causal(query[first : first + n], self.k_store[slot, :used],
-                                                 self.v_store[slot, :used], scale, LONG_BACKENDS)
-                              for slot, first, n, used in spans])
+            return torch.cat([end_aligned_causal(query[first : first + n], self.k_store[slot], self.v_store[slot],
+                                                 used, scale, LONG_BACKENDS) for slot, first, n, used in spans])
         except RuntimeError as exc:
             self.owner.no_long_kernel(exc)
             return None

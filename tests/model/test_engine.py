@@ -251,6 +251,7 @@ def test_long_sequence_kernel_path_gives_the_same_tokens(inference, media, monke
     monkeypatch.setattr(kv_slots.SlotCache, "pack", pack_long)
     calls, attend = [], kv_slots.end_aligned_causal
     monkeypatch.setattr(kv_slots, "end_aligned_causal", lambda *a: calls.append(len(a[0])) or attend(*a))
+    monkeypatch.setattr(kv_slots, "LONG_BUCKET", 16)
     engine = FastEngine(inference.model, inference.tokenizer, max_slots=4, sync_every=4, min_shared=4, fbank_workers=0)
     g = Gen()
     assert_same(inference, engine, [
@@ -362,7 +363,8 @@ def test_mirrored_prefix_is_read_by_its_suffixes_in_the_same_pass():
 def test_long_sequences_attend_end_aligned_by_their_own_kernel(monkeypatch):
     """The long-sequence path (cuDNN on a GPU; here the same call on the math kernel) pads the query
     with zero rows for the past so SDPA's start-aligned causal mask becomes the end-aligned one, and
-    the pack is split: short sequences first (flash, or masked SDPA here), long ones after."""
+    query and keys on to a bucket (stale keys past the sequence stay invisible); the pack is split:
+    short sequences first (flash, or masked SDPA here), long ones after."""
     from types import SimpleNamespace
 
     from torch.nn.attention import SDPBackend
@@ -370,6 +372,7 @@ def test_long_sequences_attend_end_aligned_by_their_own_kernel(monkeypatch):
     from vita15 import kv_slots
 
     monkeypatch.setattr(kv_slots, "LONG_BACKENDS", [SDPBackend.MATH])
+    monkeypatch.setattr(kv_slots, "LONG_BUCKET", 8)  # spans of 10 and 9 keys run on to 16
     cfg = SimpleNamespace(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=1)
     cache = kv_slots.SlotCache(cfg, 3, 32, torch.device("cpu"), torch.float32)
     cache.long_tokens = 6
