@@ -3,7 +3,7 @@
 A request's spliced sequence is a list of atoms: a text token id (one position) or a media block
 (`(key, length)`: an image tile, a video frame or an audio clip spliced as `length` positions).
 Two requests' embeddings agree on a position range exactly when their atoms agree there, so the
-longest common atom prefix is the part whose KV cache can be computed once and forked.
+longest common atom prefix is the part whose KV cache can be computed once and shared.
 
 Three levels per admission round:
 - the root: what every request of the round shares (the system prompt and, for ASR, the
