@@ -837,8 +837,9 @@ def _bucketed_audio(features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.T
     so bucketing changes no result, only how many shapes cuDNN has to plan for.
     """
     frames = int(math.ceil(max(len(f) for f in features) / AUDIO_FRAMES) * AUDIO_FRAMES)
-    out = torch.zeros(AUDIO_BATCH, frames, features[0].shape[-1], pin_memory=torch.cuda.is_available())
-    lengths = torch.zeros(AUDIO_BATCH, dtype=torch.long)
+    pinned = torch.cuda.is_available()  # page-locked: the copies to the GPU then never wait for its queue
+    out = torch.zeros(AUDIO_BATCH, frames, features[0].shape[-1], pin_memory=pinned)
+    lengths = torch.zeros(AUDIO_BATCH, dtype=torch.long, pin_memory=pinned)
     for i, f in enumerate(features):
         out[i, : len(f)] = f
         lengths[i] = len(f)

@@ -120,10 +120,18 @@ def _normalize_table() -> torch.Tensor:
     return torch.from_numpy((((values * RESCALE).astype(np.float32) - mean) / std).T.copy())
 
 
+@lru_cache(maxsize=8)
+def _table_on(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flattened table and each channel's offset into it, made once per device: copying the table
+    from pageable memory at every call is a blocking copy, which waits for the device's whole queue
+    (at each ViT batch the fast engine's queued next round drained, and the GPU idled behind the host)."""
+    table = _normalize_table().flatten().to(device)
+    return table, torch.arange(0, 3 * 256, 256, device=device, dtype=torch.int32).view(1, 3, 1, 1)
+
+
 def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) uint8 → float32 on the pixels' device; the GPU gets uint8 tiles and normalises them."""
-    table = _normalize_table().to(pixels.device).flatten()
-    offsets = torch.arange(0, 3 * 256, 256, device=pixels.device, dtype=torch.int32).view(1, 3, 1, 1)
+    table, offsets = _table_on(pixels.device)
     return table[pixels.int() + offsets]
 
 

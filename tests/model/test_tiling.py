@@ -95,6 +95,19 @@ def test_uint8_tiles_normalise_to_the_clip_formula_bit_for_bit():
     assert torch.equal(normalize_pixels(pixels), preprocess_image(img, max_tiles=6))
 
 
+def test_normalisation_table_reaches_a_device_once():
+    """The lookup table is copied to a device once, not at every call: a copy from pageable memory
+    blocks until the device's queue is empty, which on a GPU stalled the engine at every ViT batch."""
+    from vita15 import image_processing
+
+    image_processing._table_on.cache_clear()
+    pixels = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    first = normalize_pixels(pixels)
+    assert torch.equal(normalize_pixels(pixels), first)
+    info = image_processing._table_on.cache_info()
+    assert (info.misses, info.hits) == (1, 1)
+
+
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "CMYK", "RGBA", "I;16"])
 def test_colour_modes(mode):
     img = Image.new(mode, (500, 300))
