@@ -17,30 +17,20 @@ from __future__ import annotations
 import json
 import sys
 import time
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-sys.path[:0] = [".", "model"]
-from vita15.kv_slots import SlotPlan, flash_slots
+sys.path[:0] = [".", "model", "scripts"]
+from gpu_checks import relative as rel  # noqa: E402
+from gpu_checks import timed_ms as timed  # noqa: E402
+from vita15.kv_slots import SlotPlan, flash_slots  # noqa: E402
 
 H, KVH, D, CAP = 28, 4, 128, 6400
+timed_ms = partial(timed, n=20)
 DEV, DT = torch.device("cuda"), torch.bfloat16
-
-
-def timed_ms(fn, n: int = 20) -> float:
-    fn()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - start) / n * 1000
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.float() - b.float()).norm() / b.float().norm())
 
 
 def cudnn_padded(query, k_store, v_store, plan, scale, gqa: bool):
