@@ -205,20 +205,22 @@ class SlotLayer(CacheLayerMixin):
         """(T, H, D) packed queries of the plan's sequences -> (T, H, D) attention outputs: long
         sequences by cuDNN where the cache says so, the rest by flash, else one masked SDPA call each."""
         plan = self.owner.plan
-        long = plan.spans[plan.n_flash :] if self.owner.long_tokens is not None else []
-        if long:
-            out = self._long(query, long, scale)
-            if out is not None:
-                if not plan.n_flash:
-                    return out
-                head = self.flash(query[: plan.flash_tokens], plan.cu_q[: plan.n_flash + 1],
-                                  plan.cu_k[: plan.n_flash + 1], plan.used[: plan.n_flash], plan.flash_max_q,
-                                  plan.flash_max_k, scale)
-                if head is None:
-                    head = self._masked(query, plan.spans[: plan.n_flash], scale)[: plan.flash_tokens]
-                return torch.cat([head, out])
-        out = self.flash(query, plan.cu_q, plan.cu_k, plan.used, plan.max_q, plan.max_k, scale)
-        return out if out is not None else self._masked(query, plan.spans, scale)
+        n = plan.n_flash
+        if self.owner.long_tokens is not None and n < len(plan.spans):
+            tail = self._long(query, plan.spans[n:], scale)
+            if tail is not None:
+                return torch.cat([self._short(query[: plan.flash_tokens], n, scale), tail]) if n else tail
+        return self._short(query, len(plan.spans), scale)
+
+    def _short(self, query: torch.Tensor, n: int, scale: float) -> torch.Tensor:
+        """The plan's first `n` sequences (all of `query`) by flash, else one masked SDPA call each."""
+        plan = self.owner.plan
+        if n == len(plan.spans):
+            meta = (plan.cu_q, plan.cu_k, plan.used, plan.max_q, plan.max_k)
+        else:
+            meta = (plan.cu_q[: n + 1], plan.cu_k[: n + 1], plan.used[:n], plan.flash_max_q, plan.flash_max_k)
+        out = self.flash(query, *meta, scale)
+        return out if out is not None else self._masked(query, plan.spans[:n], scale)
 
     def _long(self, query: torch.Tensor, spans: list[tuple[int, int, int, int]], scale: float) -> torch.Tensor | None:
         """The trailing long sequences' outputs, one cuDNN call each; None (and cuDNN off for the

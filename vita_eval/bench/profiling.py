@@ -29,13 +29,13 @@ def profile_run(run: Callable[[], dict[str, Any]], name: str, device: str, out: 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
     with profile(activities=activities) as prof:
         timed = run()
-    events = prof.key_averages()
-    kernels = device_intervals(prof.events()) if on_gpu else []
+    events, raw = prof.key_averages(), prof.events()
+    kernels = device_intervals(raw) if on_gpu else []
     kernel_s = sum(end - start for start, end in merge(kernels)) / 1e6
     phases = {e.key: {"calls": e.count, "host_ms": round(e.cpu_time_total / 1000, 1),
                       "gpu_ms": round(e.device_time_total / 1000, 1)} for e in events if e.key.startswith("vita.")}
     busy = kernel_s / max(timed["wall_s"], 1e-9)
-    gaps = idle_gaps(prof.events(), kernels) if on_gpu else {}
+    gaps = idle_gaps(raw, kernels) if on_gpu else {}
     sort = "self_cuda_time_total" if on_gpu else "self_cpu_time_total"
     text = "\n\n".join([
         f"# profile: {name}, {timed['samples']} samples, wall {timed['wall_s']} s, "
